@@ -1,0 +1,61 @@
+"""After an attempt, pure: done, the next retry tier, or the dead-letter topic."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from consumers.delivery.outcome import Outcome, OutcomeKind
+from synctec_webhooks import deadletter
+from synctec_webhooks.retry_policy import GiveUp, RetryPolicy
+
+
+@dataclass(frozen=True)
+class Delivered:
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ScheduleRetry:
+    tier: int
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    reason: str
+    detail: str
+    record: dict[str, Any]
+
+
+Decision = Delivered | ScheduleRetry | DeadLetter
+
+
+def with_attempt(record: dict[str, Any], outcome: Outcome, at_ms: int, url: str) -> dict[str, Any]:
+    """The record with this attempt appended to its history."""
+    entry = {
+        "attempt": record["attempt"],
+        "at": at_ms,
+        "status": outcome.status,
+        "error": outcome.error,
+        "latency_ms": outcome.latency_ms,
+        "url": url,
+    }
+    return {**record, "history": [*record["history"], entry]}
+
+
+def decide(
+    record: dict[str, Any], outcome: Outcome, policy: RetryPolicy, now_ms: int, url: str
+) -> Decision:
+    done = with_attempt(record, outcome, now_ms, url)
+    if outcome.ok:
+        return Delivered(done)
+    if outcome.kind is OutcomeKind.INVALID_URL:
+        return DeadLetter(deadletter.INVALID_URL, outcome.error or "invalid URL", done)
+    step = policy.after_failure(record["attempt"], now_ms, outcome.retry_after)
+    if isinstance(step, GiveUp):
+        detail = f"{len(done['history'])} attempts failed; last: {outcome.error}"
+        return DeadLetter(deadletter.RETRIES_EXHAUSTED, detail, done)
+    return ScheduleRetry(
+        step.tier, {**done, "attempt": record["attempt"] + 1, "not_before": step.not_before_ms}
+    )

@@ -1,0 +1,60 @@
+"""The HTTP side of a delivery: one signed POST, classified into an `Outcome`.
+
+One aiohttp session per worker: keep-alive connections are pooled per host, redirects
+are never followed (a 3xx is a failed attempt, so a webhook cannot be bounced to an
+address nobody checked), the response body is read up to a cap and thrown away (only
+the status matters, and a hostile endpoint must not make us buffer gigabytes).
+"""
+
+from __future__ import annotations
+
+import time
+
+import aiohttp
+
+from consumers.delivery.outcome import Outcome, from_exception, from_response
+from synctec_webhooks.config import Settings
+
+
+class Sender:
+    def __init__(self, settings: Settings) -> None:
+        self._timeout = settings.http_timeout
+        self._body_limit = settings.response_body_limit
+        self._limit = settings.max_in_flight
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(
+            limit=self._limit,
+            limit_per_host=0,  # the per-endpoint cap is the dispatcher's, by webhook
+            keepalive_timeout=30,
+            ttl_dns_cache=60,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            # The header is ours; the default one would leak the aiohttp version.
+            headers={"User-Agent": "StoreLink-Webhooks/1.0"},
+            auto_decompress=False,
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Outcome:
+        assert self._session is not None, "Sender.start() first"
+        started = time.monotonic()
+        try:
+            async with self._session.post(
+                url,
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+            ) as resp:
+                await resp.content.read(self._body_limit)
+                latency = (time.monotonic() - started) * 1000
+                return from_response(resp.status, resp.headers, latency, time.time())
+        except (TimeoutError, aiohttp.ClientError, ValueError, OSError) as exc:
+            latency = (time.monotonic() - started) * 1000
+            return from_exception(exc, latency, self._timeout)

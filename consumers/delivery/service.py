@@ -1,0 +1,18 @@
+"""The delivery worker: every per-endpoint delivery topic, by pattern, POSTed concurrently."""
+
+from __future__ import annotations
+
+from consumers.worker import ConsumeDispatchWorker
+from synctec_webhooks.topics import Topics
+
+
+class DeliveryService(ConsumeDispatchWorker):
+    role = "deliver"
+
+    def group(self) -> str:
+        return Topics(self.settings.topic_prefix).group("deliver")
+
+    def subscription(self) -> list[str]:
+        # A regex subscription: new webhooks' topics are picked up on the next metadata
+        # refresh (SYNCTEC_METADATA_REFRESH_MS) and read from their beginning.
+        return [Topics(self.settings.topic_prefix).delivery_pattern]

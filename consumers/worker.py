@@ -1,0 +1,202 @@
+"""The consume -> dispatch loop shared by the delivery and the retry workers.
+
+Records are dispatched concurrently (up to `max_in_flight` at once), but an offset is
+stored only when every record before it in its partition is finished: the POST
+succeeded, or the record was acknowledged on a retry or dead-letter topic. Records
+with the same key in one partition are dispatched one after the other, so one
+product's deliveries to one endpoint keep their order (retries aside).
+
+On revoke the worker waits (within a deadline) for the revoked partitions' in-flight
+records, stores their offsets and commits before librdkafka hands them over; on stop it
+finishes in-flight work the same way, commits and closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from consumers.delivery.dispatcher import Dispatcher
+from consumers.delivery.sender import Sender
+from synctec_webhooks import deadletter
+from synctec_webhooks.config import Settings
+from synctec_webhooks.kafka import AsyncConsumer, AsyncProducer, consumer_config, data_messages
+from synctec_webhooks.offsets import OffsetTracker
+from synctec_webhooks.serialization import Codec, SerializationError
+from synctec_webhooks.subscriptions import SubscriptionTable
+
+logger = logging.getLogger(__name__)
+
+
+class WorkerCrashed(RuntimeError):
+    """A dispatch failed in a way that must not be skipped; restart re-delivers it."""
+
+
+class ConsumeDispatchWorker:
+    role = "worker"
+
+    def __init__(self, settings: Settings, codec: Codec, table: SubscriptionTable) -> None:
+        self.settings = settings
+        self.codec = codec
+        self.table = table
+        self.tracker = OffsetTracker()
+        self._slots = asyncio.Semaphore(settings.max_in_flight)
+        self._chains: dict[tuple[str, int, bytes | None], asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._fatal: BaseException | None = None
+        self.consumer: AsyncConsumer | None = None
+        self.dispatcher: Dispatcher | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.drain_timeout = settings.http_timeout + 5.0
+
+    # --- hooks for subclasses -------------------------------------------------------
+
+    def group(self) -> str:
+        raise NotImplementedError
+
+    def subscription(self) -> list[str]:
+        raise NotImplementedError
+
+    def admit(self, msg: Message, record: dict[str, Any]) -> bool:
+        """False to hold the record back (the retry worker, for records not yet due)."""
+        return True
+
+    def on_revoked(self, partitions: Sequence[TopicPartition]) -> None:
+        """Called on the event loop when partitions are revoked or lost."""
+
+    # --- the loop -----------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+        self.loop = asyncio.get_running_loop()
+        sender = Sender(self.settings)
+        await sender.start()
+        producer = AsyncProducer(self.settings, self.role)
+        self.dispatcher = Dispatcher(self.settings, self.codec, self.table, producer, sender)
+        self.consumer = AsyncConsumer(consumer_config(self.settings, self.group(), self.role))
+        self.consumer.consumer.subscribe(
+            self.subscription(), on_revoke=self._on_revoke, on_lost=self._on_revoke
+        )
+        logger.info("%s worker consuming %s", self.role, self.subscription())
+        if ready is not None:
+            ready.set()
+        try:
+            while not stop.is_set() and self._fatal is None:
+                msgs = await self.consumer.consume(500, 0.2)
+                for msg in data_messages(msgs, self.role):
+                    await self._slots.acquire()
+                    self._start(msg, stop)
+            if self._fatal is not None:
+                raise WorkerCrashed(f"{self.role} worker stopped: {self._fatal}") from self._fatal
+        finally:
+            await self._shutdown(producer, sender)
+
+    def _start(self, msg: Message, stop: asyncio.Event) -> None:
+        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+        source = deadletter.Source(topic, partition, offset)
+        try:
+            _, record = self.codec.decode(topic, msg.value() or b"")
+        except SerializationError as exc:
+            self._spawn(msg, None, self._poison(msg, source, str(exc), stop))
+            return
+        if not self.admit(msg, record):
+            self._slots.release()
+            return
+        assert self.dispatcher is not None
+        self._spawn(msg, (topic, partition, msg.key()), self.dispatcher.handle(record, source, stop))
+
+    async def _poison(self, msg: Message, source: deadletter.Source, detail: str, stop: asyncio.Event) -> None:
+        assert self.dispatcher is not None
+        await self.dispatcher.dead_letter(deadletter.UNDECODABLE, detail, None, source, stop, raw=msg.value())
+
+    def _spawn(self, msg: Message, chain_key: tuple[str, int, bytes | None] | None, work: Any) -> None:
+        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+        self.tracker.add(topic, partition, offset)
+        previous = self._chains.get(chain_key) if chain_key else None
+
+        async def run() -> None:
+            try:
+                if previous is not None:
+                    await asyncio.wait([previous])
+                await work
+            except Exception as exc:
+                # Never mark an unfinished record done: stop, and let a restart redo it.
+                logger.exception("%s: dispatch of %s/%d@%d failed", self.role, topic, partition, offset)
+                self._fatal = exc
+                return
+            finally:
+                self._slots.release()
+            self._finished(topic, partition, offset)
+
+        task = asyncio.create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        if chain_key is not None:
+            self._chains[chain_key] = task
+            task.add_done_callback(lambda t: self._unchain(chain_key, t))
+
+    def _unchain(self, key: tuple[str, int, bytes | None], task: asyncio.Task[None]) -> None:
+        if self._chains.get(key) is task:
+            del self._chains[key]
+
+    def _finished(self, topic: str, partition: int, offset: int) -> None:
+        position = self.tracker.done(topic, partition, offset)
+        if position is None or self.consumer is None:
+            return
+        try:
+            self.consumer.consumer.store_offsets(offsets=[TopicPartition(topic, partition, position)])
+        except KafkaException as exc:
+            # _STATE: the partition was revoked meanwhile; its new owner redoes the rest.
+            if exc.args[0].code() != KafkaError._STATE:
+                raise
+
+    # --- rebalance and shutdown ---------------------------------------------------
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Runs on the consume thread, inside consume(): wait for the loop to finish the
+        # revoked partitions' work, then commit what it stored, then let go.
+        assert self.loop is not None
+        fut = asyncio.run_coroutine_threadsafe(self._drain(partitions), self.loop)
+        try:
+            fut.result(self.drain_timeout + 5)
+        except Exception:
+            logger.exception("%s: draining revoked partitions failed", self.role)
+        _commit(consumer)
+
+    async def _drain(self, partitions: Sequence[TopicPartition]) -> None:
+        deadline = time.monotonic() + self.drain_timeout
+        while time.monotonic() < deadline and any(
+            self.tracker.in_flight(tp.topic, tp.partition) for tp in partitions
+        ):
+            await asyncio.sleep(0.02)
+        for tp in partitions:
+            left = self.tracker.in_flight(tp.topic, tp.partition)
+            if left:
+                logger.warning("%s: %d records of %s/%d unfinished at revoke; the next owner redoes them",
+                               self.role, left, tp.topic, tp.partition)
+            self.tracker.forget(tp.topic, tp.partition)
+        self.on_revoked(partitions)
+
+    async def _shutdown(self, producer: AsyncProducer, sender: Sender) -> None:
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=self.drain_timeout)
+            for task in pending:
+                task.cancel()
+        if self.consumer is not None:
+            await self.consumer.call(_commit, self.consumer.consumer)
+            await self.consumer.close()
+        producer.close()
+        await sender.close()
+
+
+def _commit(consumer: Consumer) -> None:
+    try:
+        consumer.commit(asynchronous=False)
+    except KafkaException as exc:
+        # _NO_OFFSET: nothing stored since the last commit.
+        if exc.args[0].code() != KafkaError._NO_OFFSET:
+            logger.warning("commit failed: %s", exc)

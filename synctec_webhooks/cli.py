@@ -1,0 +1,222 @@
+"""`synctec-webhooks`: the one console entry point, a subcommand per job."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from synctec_webhooks.config import ConfigError, Settings
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, separators=(", ", ": ")), flush=True)
+
+
+# --- workers ----------------------------------------------------------------------
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from synctec_webhooks.app import install_stop_handlers, run_workers, setup_logging
+
+    setup_logging()
+    settings = _settings()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        install_stop_handlers(stop)
+        await run_workers(settings, [args.role], stop)
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from synctec_webhooks.runner import run_all
+
+    return run_all(json_output=args.json, data_dir=Path(args.data_dir) if args.data_dir else None)
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    from synctec_webhooks.broker import main_broker
+
+    return main_broker(
+        json_output=args.json,
+        data_dir=Path(args.data_dir) if args.data_dir else None,
+        fetch_only=args.fetch_only,
+    )
+
+
+# --- producing --------------------------------------------------------------------
+
+
+def cmd_emit(args: argparse.Namespace) -> int:
+    from producers.events import EventProducer
+    from synctec_webhooks.events import InvalidEvent, parse_events_json
+
+    text = sys.stdin.read() if args.event in (None, "-") else args.event
+    try:
+        events = parse_events_json(text)
+        if not events:
+            raise InvalidEvent("input", "no event given: pass one JSON object, or NDJSON on stdin")
+        producer = EventProducer(_settings())
+        ids = producer.emit_many(events)  # validates all first: one bad event, none sent
+        producer.flush()
+    except InvalidEvent as exc:
+        print(f"error: {exc}; nothing was sent", file=sys.stderr)
+        return 2
+    for event_id in ids:
+        print(event_id)
+    return 0
+
+
+def cmd_webhooks(args: argparse.Namespace) -> int:
+    from producers.subscriptions import InvalidSubscription, SubscriptionWriter
+
+    writer = SubscriptionWriter(_settings())
+    if args.action == "add":
+        try:
+            sub = writer.add(args.url, args.events, description=args.description)
+        except InvalidSubscription as exc:
+            print(f"error: {exc}; nothing was saved", file=sys.stderr)
+            return 2
+        if args.json:
+            _print_json({"id": sub.id, "url": sub.url, "events": list(sub.events), "secret": sub.secret})
+        else:
+            print(f"webhook {sub.id} -> {sub.url} for {', '.join(sub.events)}")
+            print(f"secret (shown once, keep it to verify signatures): {sub.secret}")
+        return 0
+    if args.action == "list":
+        subs = writer.list()
+        for s in subs:
+            row = {"id": s.id, "url": s.url, "events": list(s.events), "enabled": s.enabled,
+                   "description": s.description, "created_at": s.created_at}
+            if args.json:
+                _print_json(row)
+            else:
+                print(f"{s.id}  {s.url}  {','.join(s.events)}{'' if s.enabled else '  (disabled)'}")
+        if not subs and not args.json:
+            print("no webhooks yet: synctec-webhooks webhooks add --url URL --events '*'")
+        return 0
+    if not writer.remove(args.id):
+        print(f"error: no webhook {args.id}; see 'synctec-webhooks webhooks list'", file=sys.stderr)
+        return 1
+    print(f"removed {args.id}")
+    return 0
+
+
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    from consumers.deadletters import DeadLetters
+    from synctec_webhooks.serialization import make_codec
+
+    settings = _settings()
+    dls = DeadLetters(settings, make_codec(settings.schema_registry_url))
+    if args.action == "list":
+        views = dls.list(args.webhook, args.event_id)
+        for v in views:
+            s = v.summary()
+            if args.json:
+                _print_json(s)
+            else:
+                state = "replayed" if s["replayed_at"] else "dead"
+                print(f"{s['dead_letter_id']}  {state:8}  {s['reason']:18} webhook={s['webhook_id']} "
+                      f"event={s['event_id']} attempts={s['attempts']}  {s['detail']}")
+        if not views and not args.json:
+            print("no dead letters")
+        return 0
+    replayed, skipped = dls.replay(args.webhook, args.event_id)
+    print(f"replayed {replayed} dead letters" + (f"; {skipped} had no delivery to replay" if skipped else ""))
+    return 0
+
+
+def cmd_receive(args: argparse.Namespace) -> int:
+    from synctec_webhooks.receiver import main_receive
+
+    return main_receive(port=args.port, host=args.host, secret=args.secret, status=args.status)
+
+
+# --- parser -----------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="synctec-webhooks",
+        description="Signed webhook delivery for StoreLink sync events, on Apache Kafka.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("run", help="broker (unless KAFKA_BOOTSTRAP_SERVERS is set) + all workers")
+    s.add_argument("--json", action="store_true", help="print one JSON ready line")
+    s.add_argument("--data-dir", help="broker data dir (default $SYNCTEC_STATE_DIR/kafka)")
+    s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("broker", help="a local single-node Kafka broker, in the foreground")
+    s.add_argument("--json", action="store_true", help='print {"bootstrap_servers": ...} when ready')
+    s.add_argument("--data-dir", help="keep data here across restarts (default: a temp dir)")
+    s.add_argument("--fetch-only", action="store_true", help="only fetch and cache the broker jars")
+    s.set_defaults(func=cmd_broker)
+
+    for role, text in (("fanout", "match events to webhooks, write delivery records"),
+                       ("deliver", "POST delivery records to the endpoints"),
+                       ("retry", "retry failed deliveries when due; dead-letter the rest")):
+        s = sub.add_parser(role, help=text)
+        s.set_defaults(func=cmd_worker, role=role)
+
+    s = sub.add_parser("emit", help="emit sync events (a JSON argument, or NDJSON on stdin)")
+    s.add_argument("event", nargs="?", help="the event as JSON; '-' or absent reads stdin")
+    s.set_defaults(func=cmd_emit)
+
+    s = sub.add_parser("webhooks", help="add, list, remove webhook subscriptions")
+    wsub = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = wsub.add_parser("add", help="register a webhook; prints its id and secret")
+    a.add_argument("--url", required=True)
+    a.add_argument("--events", required=True, help="comma-separated event types, or '*'")
+    a.add_argument("--description")
+    a.add_argument("--json", action="store_true")
+    a = wsub.add_parser("list", help="list webhooks")
+    a.add_argument("--json", action="store_true", help="one JSON object per line")
+    a = wsub.add_parser("remove", help="remove a webhook (a tombstone on the topic)")
+    a.add_argument("id")
+    s.set_defaults(func=cmd_webhooks)
+
+    s = sub.add_parser("dead-letters", help="list or replay dead letters")
+    dsub = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for name in ("list", "replay"):
+        a = dsub.add_parser(name, help=f"{name} dead letters")
+        a.add_argument("--webhook", help="only this webhook id")
+        a.add_argument("--event-id", help="only this event id")
+        if name == "list":
+            a.add_argument("--json", action="store_true", help="one JSON object per line")
+    s.set_defaults(func=cmd_dead_letters)
+
+    s = sub.add_parser("receive", help="a local debug receiver that prints POSTs and checks signatures")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--secret", default=os.environ.get("SYNCTEC_RECEIVER_SECRET"))
+    s.add_argument("--status", type=int, default=200, help="HTTP status to answer with")
+    s.set_defaults(func=cmd_receive)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""Settings, read once from `SYNCTEC_*` environment variables.
+
+Every worker builds one frozen `Settings` at start-up; nothing else reads the
+environment, so a test can run several pipelines side by side with different settings.
+The full table of variables is in the README ("Settings").
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from synctec_webhooks.retry_policy import DEFAULT_DELAYS, RetryPolicy, parse_delays
+
+_PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,80}$")
+
+
+class ConfigError(ValueError):
+    """A setting has a value we cannot use; the message names the variable."""
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected a number") from None
+    if value <= 0:
+        raise ConfigError(f"{name}={raw!r}: must be greater than 0")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected an integer") from None
+    if value <= 0:
+        raise ConfigError(f"{name}={raw!r}: must be greater than 0")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    bootstrap_servers: str = "127.0.0.1:9092"
+    # Every topic and consumer group name starts with this, so one broker can host
+    # several independent pipelines (each integration test uses its own prefix).
+    topic_prefix: str = "synctec"
+    schema_registry_url: str | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    http_timeout: float = 10.0
+    max_in_flight: int = 1000
+    max_in_flight_per_endpoint: int = 20
+    response_body_limit: int = 64 * 1024
+    events_partitions: int = 6
+    delivery_partitions: int = 3
+    # How often a pattern subscription looks for new per-endpoint delivery topics.
+    metadata_refresh_ms: int = 2000
+    state_dir: str = ".state"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        prefix = env.get("SYNCTEC_TOPIC_PREFIX", "synctec")
+        if not _PREFIX_RE.match(prefix):
+            raise ConfigError(
+                f"SYNCTEC_TOPIC_PREFIX={prefix!r}: use letters, digits, '_' and '-' only"
+            )
+        delays_raw = env.get("SYNCTEC_RETRY_DELAYS")
+        try:
+            delays = parse_delays(delays_raw) if delays_raw else DEFAULT_DELAYS
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        return cls(
+            bootstrap_servers=(
+                env.get("KAFKA_BOOTSTRAP_SERVERS")
+                or env.get("SYNCTEC_BOOTSTRAP_SERVERS")
+                or cls.bootstrap_servers
+            ),
+            topic_prefix=prefix,
+            schema_registry_url=env.get("SYNCTEC_SCHEMA_REGISTRY_URL") or None,
+            retry=RetryPolicy(
+                delays=delays,
+                retry_after_max=_float(env, "SYNCTEC_RETRY_AFTER_MAX", 3600.0),
+            ),
+            http_timeout=_float(env, "SYNCTEC_HTTP_TIMEOUT", cls.http_timeout),
+            max_in_flight=_int(env, "SYNCTEC_MAX_IN_FLIGHT", cls.max_in_flight),
+            max_in_flight_per_endpoint=_int(
+                env, "SYNCTEC_MAX_IN_FLIGHT_PER_ENDPOINT", cls.max_in_flight_per_endpoint
+            ),
+            response_body_limit=_int(
+                env, "SYNCTEC_RESPONSE_BODY_LIMIT", cls.response_body_limit
+            ),
+            events_partitions=_int(env, "SYNCTEC_EVENTS_PARTITIONS", cls.events_partitions),
+            delivery_partitions=_int(
+                env, "SYNCTEC_DELIVERY_PARTITIONS", cls.delivery_partitions
+            ),
+            metadata_refresh_ms=_int(
+                env, "SYNCTEC_METADATA_REFRESH_MS", cls.metadata_refresh_ms
+            ),
+            state_dir=env.get("SYNCTEC_STATE_DIR", cls.state_dir),
+        )
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]

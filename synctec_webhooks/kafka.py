@@ -1,0 +1,308 @@
+"""The only module that builds confluent-kafka clients, and the asyncio bridges to them.
+
+Why not `confluent_kafka.aio`: `AIOConsumer` serialises every call behind the one in
+flight, so `store_offsets` would wait for a blocking `consume`, and `AIOProducer`
+buffers produce calls for up to a second and refuses `headers=`. The workers need
+offsets stored the moment a POST finishes and headers on dead letters, so they use the
+plain clients: a `Producer` polled by its own thread, whose delivery reports resolve
+asyncio futures through `call_soon_threadsafe`, and a `Consumer` whose `consume()` runs
+on a dedicated thread while the event loop stores offsets, pauses and resumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from synctec_webhooks.config import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def _error_cb(err: KafkaError) -> None:
+    # Severity by code, as quixstreams does: these are informational or transient.
+    code = err.code()
+    if code == KafkaError._DESTROY:
+        logger.debug("kafka client: %s", err)
+    elif code in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
+        logger.warning("kafka client: %s", err)
+    else:
+        logger.error("kafka client: %s", err)
+
+
+def base_config(settings: Settings, client_id: str) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "client.id": f"{settings.topic_prefix}-{client_id}",
+        "error_cb": _error_cb,
+    }
+
+
+def producer_config(settings: Settings, client_id: str, **extra: Any) -> dict[str, Any]:
+    conf = base_config(settings, client_id)
+    conf.update(
+        {
+            # No duplicates from producer retries, no reordering within a partition.
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "compression.type": "lz4",
+            # Java clients share these topics; keep the same key -> partition mapping.
+            "partitioner": "murmur2_random",
+        }
+    )
+    conf.update(extra)
+    return conf
+
+
+def consumer_config(settings: Settings, group: str, client_id: str, **extra: Any) -> dict[str, Any]:
+    conf = base_config(settings, client_id)
+    conf.update(
+        {
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            # Offsets are stored by the worker only when the work they cover is done;
+            # the auto-commit then commits what was stored, never more.
+            "enable.auto.offset.store": False,
+            "enable.auto.commit": True,
+            "auto.commit.interval.ms": 1000,
+            "isolation.level": "read_committed",
+            "partition.assignment.strategy": "cooperative-sticky",
+            "topic.metadata.refresh.interval.ms": settings.metadata_refresh_ms,
+        }
+    )
+    conf.update(extra)
+    return conf
+
+
+# --- topics ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+class TopicAdmin:
+    """Creates topics on demand, remembering what exists so the hot path asks once."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._admin = AdminClient(base_config(settings, "admin"))
+        self._known: set[str] = set()
+        self._lock = threading.Lock()
+
+    def ensure(self, specs: Iterable[TopicSpec], timeout: float = 30.0) -> None:
+        with self._lock:
+            missing = [s for s in specs if s.name not in self._known]
+            if not missing:
+                return
+            new = [
+                NewTopic(s.name, num_partitions=s.partitions, replication_factor=-1, config=s.config)
+                for s in missing
+            ]
+            futures = self._admin.create_topics(new, operation_timeout=timeout)
+            for name, fut in futures.items():
+                try:
+                    fut.result(timeout)
+                except KafkaException as exc:
+                    if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                        raise
+                self._known.add(name)
+
+    def known(self, topic: str) -> bool:
+        return topic in self._known
+
+    def partitions(self, topic: str, timeout: float = 10.0) -> int:
+        meta = self._admin.list_topics(topic, timeout=timeout)
+        info = meta.topics.get(topic)
+        if info is None or info.error is not None:
+            raise KafkaException(info.error if info else KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART))
+        return len(info.partitions)
+
+    def list_topics(self, timeout: float = 10.0) -> list[str]:
+        return list(self._admin.list_topics(timeout=timeout).topics)
+
+
+def core_topics(settings: Settings) -> list[TopicSpec]:
+    from synctec_webhooks.topics import Topics
+
+    t = Topics(settings.topic_prefix)
+    specs = [
+        TopicSpec(t.events, settings.events_partitions),
+        TopicSpec(
+            t.subscriptions,
+            1,
+            {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"},
+        ),
+        # Dead letters are the record of what failed for good: kept until removed by hand.
+        TopicSpec(t.deadletters, 3, {"retention.ms": "-1"}),
+        TopicSpec(f"{t.deadletters}.replayed", 1, {"cleanup.policy": "compact"}),
+    ]
+    specs += [
+        TopicSpec(t.retry(tier), settings.delivery_partitions)
+        for tier in range(1, len(settings.retry.delays) + 1)
+    ]
+    return specs
+
+
+def delivery_topic_spec(settings: Settings, webhook_id: str) -> TopicSpec:
+    from synctec_webhooks.topics import Topics
+
+    return TopicSpec(Topics(settings.topic_prefix).delivery(webhook_id), settings.delivery_partitions)
+
+
+# --- producer -------------------------------------------------------------------------
+
+
+class DeliveryFailed(Exception):
+    """The broker did not acknowledge a record; the caller still owns the work."""
+
+    def __init__(self, err: KafkaError) -> None:
+        super().__init__(str(err))
+        self.error = err
+        self.retriable = err.retriable() or err.code() in (
+            KafkaError._MSG_TIMED_OUT,
+            KafkaError._TRANSPORT,
+            KafkaError._ALL_BROKERS_DOWN,
+        )
+
+
+class AsyncProducer:
+    """A `Producer` whose produce() returns an asyncio future resolved on broker ack."""
+
+    def __init__(self, settings: Settings, client_id: str, **extra: Any) -> None:
+        self._producer = Producer(producer_config(settings, client_id, **extra))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll_loop, name=f"poll-{client_id}", daemon=True)
+        self._thread.start()
+
+    def _poll_loop(self) -> None:
+        while not self._stop.is_set():
+            self._producer.poll(0.05)
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | str | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+    ) -> asyncio.Future[Message]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Message] = loop.create_future()
+
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            loop.call_soon_threadsafe(_settle, fut, err, msg)
+
+        while True:
+            try:
+                self._producer.produce(
+                    topic, value=value, key=key, headers=list(headers or ()), on_delivery=on_delivery
+                )
+                return fut
+            except BufferError:
+                # Local queue full: let the poll thread drain delivery reports.
+                self._producer.poll(0.1)
+
+    def flush(self, timeout: float = 30.0) -> int:
+        return self._producer.flush(timeout)
+
+    def close(self, timeout: float = 30.0) -> int:
+        remaining = self._producer.flush(timeout)
+        self._stop.set()
+        self._thread.join(5)
+        return remaining
+
+
+def _settle(fut: asyncio.Future[Message], err: KafkaError | None, msg: Message) -> None:
+    if fut.done():
+        return
+    if err is not None:
+        fut.set_exception(DeliveryFailed(err))
+    else:
+        fut.set_result(msg)
+
+
+async def produce_until_acked(
+    producer: AsyncProducer,
+    topic: str,
+    value: bytes | None,
+    key: bytes | str | None = None,
+    headers: Sequence[tuple[str, bytes]] | None = None,
+    stop: asyncio.Event | None = None,
+) -> Message:
+    """Produce, and on a retriable failure produce again until the broker acknowledges.
+
+    The caller's offset is not stored meanwhile, so a crash here re-delivers rather
+    than loses. A non-retriable error (e.g. record too large) is raised.
+    """
+    delay = 0.5
+    while True:
+        try:
+            return await producer.produce(topic, value, key, headers)
+        except DeliveryFailed as exc:
+            if not exc.retriable or (stop is not None and stop.is_set()):
+                raise
+            logger.warning("produce to %s failed (%s); trying again in %.1f s", topic, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+# --- consumer -------------------------------------------------------------------------
+
+
+class AsyncConsumer:
+    """A `Consumer` whose blocking consume() runs on one dedicated thread.
+
+    Rebalance callbacks run on that thread too (librdkafka calls them from consume);
+    `run_on_loop` lets them wait for work the event loop owns.
+    """
+
+    def __init__(self, conf: dict[str, Any]) -> None:
+        self.consumer = Consumer(conf)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="consume")
+        self._closed = False
+
+    async def consume(self, max_messages: int = 500, timeout: float = 0.2) -> list[Message]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.consumer.consume, max_messages, timeout)
+
+    async def call(self, fn: Any, *args: Any) -> Any:
+        """Run a blocking client call on the consume thread (never concurrently with consume)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self.call(self.consumer.close)
+        self._executor.shutdown(wait=True)
+
+
+def is_benign(err: KafkaError) -> bool:
+    """Consumer errors that need no action: end of partition, unknown topic while created."""
+    return err.code() in (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART)
+
+
+def data_messages(msgs: list[Message], what: str) -> list[Message]:
+    """The records among consumed messages; errors are logged (benign ones at debug)."""
+    out = []
+    for m in msgs:
+        err = m.error()
+        if err is None:
+            out.append(m)
+        elif is_benign(err):
+            logger.debug("%s: %s", what, err)
+        else:
+            logger.warning("%s: %s", what, err)
+    return out

@@ -1,0 +1,73 @@
+"""`synctec-webhooks run`: the whole pipeline in one command, broker included."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from pathlib import Path
+
+from synctec_webhooks.app import ROLES, install_stop_handlers, run_workers, setup_logging
+from synctec_webhooks.broker import BrokerError, LocalBroker
+from synctec_webhooks.config import Settings
+
+logger = logging.getLogger(__name__)
+
+_EXAMPLE_EVENT = (
+    '{"event": "product.synced", "timestamp": "2025-01-29T14:30:00Z", '
+    '"product": {"id": "1234567890", "title": "Merino Wool Sweater", "sku": "MWS-001"}, '
+    '"source_store": "main-store.myshopify.com", "destination_store": "eu-store.myshopify.com", '
+    '"status": "success"}'
+)
+
+
+def _walkthrough(bootstrap: str) -> str:
+    cli = ".venv/bin/synctec-webhooks"
+    return f"""
+StoreLink webhooks are running: fan-out, delivery and retry workers on Kafka at {bootstrap}.
+In a second terminal, in this folder:
+
+  export KAFKA_BOOTSTRAP_SERVERS={bootstrap}
+  {cli} webhooks add --url http://127.0.0.1:8000/hooks --events '*'
+      (prints the webhook id and its secret)
+  {cli} receive --port 8000 --secret <the secret>     # leave it running
+In a third terminal:
+  export KAFKA_BOOTSTRAP_SERVERS={bootstrap}
+  {cli} emit '{_EXAMPLE_EVENT}'
+
+The receiver prints the signed POST. Ctrl-C here stops everything.
+"""
+
+
+def run_all(json_output: bool, data_dir: Path | None) -> int:
+    setup_logging()
+    settings = Settings.from_env()
+    broker: LocalBroker | None = None
+    if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        directory = data_dir or Path(settings.state_dir) / "kafka"
+        try:
+            broker = LocalBroker(data_dir=directory).start()
+        except BrokerError as exc:
+            print(f"error: {exc}", flush=True)
+            return 1
+        settings = settings.with_(bootstrap_servers=broker.bootstrap_servers)
+
+    def on_ready() -> None:
+        if json_output:
+            print(json.dumps({"bootstrap_servers": settings.bootstrap_servers}), flush=True)
+        else:
+            print(_walkthrough(settings.bootstrap_servers), flush=True)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        install_stop_handlers(stop)
+        await run_workers(settings, ROLES, stop, on_ready)
+
+    try:
+        asyncio.run(main())
+    finally:
+        if broker is not None:
+            broker.stop()
+    logger.info("stopped")
+    return 0

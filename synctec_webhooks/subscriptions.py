@@ -1,0 +1,183 @@
+"""The subscription table: a compacted topic, followed into an in-memory index.
+
+Every worker that needs subscriptions (the fan-out to match, the delivery and retry
+workers for URL and secret) keeps its own copy by reading the compacted topic from the
+beginning with a group-less consumer. `sync(t)` answers "is every subscription written
+before time t applied?" by comparing our position with freshly fetched high watermarks;
+the fan-out calls it before matching an event so a webhook added just before an event
+is never missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+from synctec_webhooks.config import Settings
+from synctec_webhooks.kafka import AsyncConsumer, TopicAdmin, base_config, core_topics, is_benign
+from synctec_webhooks.matching import Subscription, SubscriptionIndex
+from synctec_webhooks.serialization import Codec, SerializationError
+from synctec_webhooks.topics import Topics
+
+logger = logging.getLogger(__name__)
+
+
+def to_record(sub: Subscription) -> dict[str, Any]:
+    return {
+        "id": sub.id,
+        "url": sub.url,
+        "events": list(sub.events),
+        "secret": sub.secret,
+        "description": sub.description,
+        "enabled": sub.enabled,
+        "created_at": sub.created_at,
+        "updated_at": sub.updated_at,
+    }
+
+
+def from_record(rec: dict[str, Any]) -> Subscription:
+    return Subscription(
+        id=rec["id"],
+        url=rec["url"],
+        events=tuple(rec["events"]),
+        secret=rec["secret"],
+        description=rec.get("description"),
+        enabled=rec.get("enabled", True),
+        created_at=rec.get("created_at", 0),
+        updated_at=rec.get("updated_at", 0),
+    )
+
+
+class SubscriptionTable:
+    def __init__(self, settings: Settings, codec: Codec, client_id: str = "subscriptions") -> None:
+        self._settings = settings
+        self._codec = codec
+        self._topic = Topics(settings.topic_prefix).subscriptions
+        self._client_id = client_id
+        self.index = SubscriptionIndex()
+        self._consumer: AsyncConsumer | None = None
+        self._partitions: list[TopicPartition] = []
+        self._positions: dict[int, int] = {}
+        self._advanced = asyncio.Event()
+        self._sync_lock = asyncio.Lock()
+        self._synced_at = 0.0
+        self._task: asyncio.Task[None] | None = None
+        self.poison_count = 0
+
+    async def start(self) -> None:
+        """Create the topic if needed, load it to the end, then follow it in the background."""
+        admin = TopicAdmin(self._settings)
+        await asyncio.to_thread(admin.ensure, core_topics(self._settings))
+        count = await asyncio.to_thread(admin.partitions, self._topic)
+        conf = base_config(self._settings, self._client_id)
+        conf.update(
+            {
+                "group.id": f"{self._settings.topic_prefix}.unused-subscriptions-reader",
+                "enable.auto.commit": False,
+                "enable.partition.eof": False,
+                "fetch.wait.max.ms": 100,
+                "isolation.level": "read_committed",
+            }
+        )
+        self._consumer = AsyncConsumer(conf)
+        self._partitions = [TopicPartition(self._topic, p, OFFSET_BEGINNING) for p in range(count)]
+        self._consumer.consumer.assign(self._partitions)
+        self._task = asyncio.create_task(self._follow(), name="subscriptions-follow")
+        await self.sync(time.time())
+        logger.info("subscription table loaded: %d webhooks", len(self.index))
+
+    async def _follow(self) -> None:
+        assert self._consumer is not None
+        while True:
+            msgs = await self._consumer.consume(500, 0.1)
+            for msg in msgs:
+                err = msg.error()
+                if err is not None:
+                    if not is_benign(err):
+                        logger.warning("subscriptions topic: %s", err)
+                    continue
+                self._apply(msg.key(), msg.value())
+            await self._update_positions()
+
+    def _apply(self, key: bytes | None, value: bytes | None) -> None:
+        if value is None:
+            if key is not None:
+                self.index.remove(key.decode())
+            return
+        try:
+            _, rec = self._codec.decode(self._topic, value)
+            self.index.upsert(from_record(rec))
+        except (SerializationError, KeyError, TypeError, ValueError) as exc:
+            # A bad subscription record must not stop the table; count it and go on.
+            self.poison_count += 1
+            logger.error("skipping undecodable subscription record (key=%r): %s", key, exc)
+
+    async def _update_positions(self) -> None:
+        assert self._consumer is not None
+        positions = await self._consumer.call(self._consumer.consumer.position, self._partitions)
+        for tp in positions:
+            if tp.offset >= 0:
+                self._positions[tp.partition] = tp.offset
+        self._advanced.set()
+
+    async def sync(self, not_before: float, timeout: float = 30.0) -> None:
+        """Return once every record written to the topic before `not_before` is applied."""
+        if self._synced_at >= not_before:
+            return
+        async with self._sync_lock:
+            if self._synced_at >= not_before:
+                return
+            asked_at = time.time()
+            targets = await self._high_watermarks()
+            deadline = time.monotonic() + timeout
+            while any(self._positions.get(p, 0) < hw for p, hw in targets.items()):
+                self._advanced.clear()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"subscription table did not catch up with {self._topic}")
+                try:
+                    await asyncio.wait_for(self._advanced.wait(), remaining)
+                except TimeoutError:
+                    continue
+            self._synced_at = asked_at
+
+    async def _high_watermarks(self) -> dict[int, int]:
+        assert self._consumer is not None
+        c = self._consumer.consumer
+
+        def query() -> dict[int, int]:
+            out = {}
+            for tp in self._partitions:
+                _, high = c.get_watermark_offsets(
+                    TopicPartition(tp.topic, tp.partition), timeout=10, cached=False
+                )
+                out[tp.partition] = high
+            return out
+
+        # Not on the consume thread: the watermark query must not wait behind consume().
+        return await asyncio.to_thread(query)
+
+    def get(self, sub_id: str) -> Subscription | None:
+        return self.index.get(sub_id)
+
+    async def lookup(self, sub_id: str) -> Subscription | None:
+        """The subscription, catching up first when it is not known yet (new webhook)."""
+        sub = self.index.get(sub_id)
+        if sub is None:
+            await self.sync(time.time())
+            sub = self.index.get(sub_id)
+        return sub
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        if self._consumer is not None:
+            await self._consumer.close()

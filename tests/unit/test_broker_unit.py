@@ -1,0 +1,191 @@
+"""Pure helpers of synctec_webhooks.broker: no JVM, no Maven, no broker."""
+
+from __future__ import annotations
+
+import base64
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from synctec_webhooks import broker
+
+
+def _properties(text: str) -> dict[str, str]:
+    lines = (line.strip() for line in text.splitlines())
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def test_rendered_properties_describe_one_node_on_loopback(tmp_path: Path) -> None:
+    props = _properties(broker.render_properties(19092, 19093, tmp_path / "logs"))
+
+    assert props["process.roles"] == "broker,controller"
+    assert props["node.id"] == "1"
+    assert props["controller.quorum.voters"] == "1@127.0.0.1:19093"
+    assert props["listeners"] == "PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093"
+    assert props["advertised.listeners"] == "PLAINTEXT://127.0.0.1:19092"
+    assert props["log.dirs"] == str(tmp_path / "logs")
+    assert "$" not in "".join(props.values())
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("auto.create.topics.enable", "false"),
+        ("num.partitions", "3"),
+        ("offsets.topic.replication.factor", "1"),
+        ("transaction.state.log.replication.factor", "1"),
+        ("transaction.state.log.min.isr", "1"),
+        ("group.initial.rebalance.delay.ms", "0"),
+        ("log.cleaner.dedupe.buffer.size", str(16 * 1024 * 1024)),
+    ],
+)
+def test_rendered_properties_suit_a_single_node(key: str, value: str, tmp_path: Path) -> None:
+    assert _properties(broker.render_properties(1, 2, tmp_path))[key] == value
+
+
+def test_jar_dir_honours_synctec_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SYNCTEC_CACHE_DIR", str(tmp_path))
+
+    assert broker.jar_dir() == tmp_path / f"kafka-{broker.KAFKA_VERSION}" / "libs"
+
+
+@pytest.mark.parametrize("value", [None, ""])
+def test_jar_dir_defaults_to_the_user_cache(
+    value: str | None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    if value is None:
+        monkeypatch.delenv("SYNCTEC_CACHE_DIR", raising=False)
+    else:
+        monkeypatch.setenv("SYNCTEC_CACHE_DIR", value)
+
+    expected = tmp_path / ".cache" / "synctec-webhooks" / f"kafka-{broker.KAFKA_VERSION}" / "libs"
+    assert broker.jar_dir() == expected
+
+
+def test_cluster_ids_look_like_kafka_uuids() -> None:
+    ids = {broker.new_cluster_id() for _ in range(200)}
+
+    assert len(ids) == 200
+    for cluster_id in ids:
+        assert len(cluster_id) == 22
+        assert not cluster_id.startswith("-")
+        assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16
+
+
+@pytest.mark.parametrize(
+    ("stored", "requested", "free", "expected_broker", "expected_controller"),
+    [
+        ((5000, 5001), None, {5000, 5001}, 5000, 5001),  # reuse both
+        ((5000, 5001), 6000, {5000, 5001, 6000}, 6000, 5001),  # the caller's port wins
+        ((5000, 5001), None, {5001}, None, 5001),  # broker port taken: a new one
+        ((5000, 5001), None, {5000}, 5000, None),  # controller port taken: a new one
+        (None, None, set(), None, None),  # first start
+        (None, 6000, set(), 6000, None),
+    ],
+)
+def test_choose_ports(
+    stored: tuple[int, int] | None,
+    requested: int | None,
+    free: set[int],
+    expected_broker: int | None,
+    expected_controller: int | None,
+) -> None:
+    broker_port, controller_port = broker.choose_ports(stored, requested, free.__contains__)
+
+    assert broker_port != controller_port
+    if expected_broker is not None:
+        assert broker_port == expected_broker
+    else:
+        assert broker_port not in {5000, 5001, 6000}
+    if expected_controller is not None:
+        assert controller_port == expected_controller
+    else:
+        assert controller_port not in {5000, 5001, 6000}
+
+
+def test_free_port_is_bindable() -> None:
+    port = broker.free_port()
+
+    assert broker.port_is_free(port)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+        assert not broker.port_is_free(port)
+
+
+def test_fetch_jars_renames_a_complete_download_into_place(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SYNCTEC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(broker.shutil, "which", lambda name: f"/usr/bin/{name}")
+    calls: list[list[str]] = []
+
+    def fake_maven(command: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
+        calls.append(command)
+        out_dir = Path(next(a for a in command if a.startswith("-DoutputDirectory=")).split("=")[1])
+        (out_dir / "kafka_2.13.jar").touch()
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(broker.subprocess, "run", fake_maven)
+
+    first = broker.fetch_jars()
+    second = broker.fetch_jars()
+
+    assert first == second == broker.jar_dir()
+    assert (first / "kafka_2.13.jar").is_file()
+    assert len(calls) == 1, "a cached download is not fetched again"
+    assert f"-Dkafka.version={broker.KAFKA_VERSION}" in calls[0]
+    assert [p.name for p in first.parent.iterdir()] == ["libs"], "no staging dir left"
+
+
+def test_fetch_jars_reports_maven_output_and_leaves_nothing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SYNCTEC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(broker.shutil, "which", lambda name: f"/usr/bin/{name}")
+    failed = subprocess.CompletedProcess([], 1, "[ERROR] Could not resolve kafka_2.13\n", "")
+    monkeypatch.setattr(broker.subprocess, "run", lambda command, **_: failed)
+
+    with pytest.raises(broker.BrokerError, match=r"Could not resolve kafka_2\.13"):
+        broker.fetch_jars()
+
+    assert list(broker.jar_dir().parent.iterdir()) == []
+
+
+def test_fetch_jars_without_maven_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SYNCTEC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(broker.shutil, "which", lambda name: None)
+
+    with pytest.raises(broker.BrokerError, match="apt-get install openjdk-17-jdk-headless maven"):
+        broker.fetch_jars()
+
+
+def test_broker_command_fetch_only_prints_the_jar_dir(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setattr(broker, "fetch_jars", lambda: tmp_path)
+
+    assert broker.main_broker(json_output=False, data_dir=None, fetch_only=True) == 0
+
+    assert str(tmp_path) in capsys.readouterr().out
+
+
+def test_broker_command_reports_errors_on_stderr(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def missing_maven() -> Path:
+        raise broker.BrokerError(f"`mvn` not found on PATH; {broker.INSTALL_HINT}")
+
+    monkeypatch.setattr(broker, "fetch_jars", missing_maven)
+
+    assert broker.main_broker(json_output=True, data_dir=None, fetch_only=False) == 1
+
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "apt-get install" in captured.err
