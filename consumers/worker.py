@@ -101,6 +101,8 @@ class ConsumeDispatchWorker:
         try:
             _, record = self.codec.decode(topic, msg.value() or b"")
         except SerializationError as exc:
+            if exc.retriable:
+                raise WorkerCrashed(f"cannot decode for now, restart to retry: {exc}") from exc
             self._spawn(msg, None, self._poison(msg, source, str(exc), stop))
             return
         if not self.admit(msg, record):

@@ -7,6 +7,7 @@ The full table of variables is in the README ("Settings").
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -29,8 +30,8 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r}: expected a number") from None
-    if value <= 0:
-        raise ConfigError(f"{name}={raw!r}: must be greater than 0")
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{name}={raw!r}: must be a finite number greater than 0")
     return value
 
 
@@ -69,7 +70,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         prefix = env.get("SYNCTEC_TOPIC_PREFIX", "synctec")
-        if not _PREFIX_RE.match(prefix):
+        if not _PREFIX_RE.fullmatch(prefix):
             raise ConfigError(
                 f"SYNCTEC_TOPIC_PREFIX={prefix!r}: use letters, digits, '_' and '-' only"
             )

@@ -103,7 +103,8 @@ def partition_key(event_type: str, record: dict[str, Any]) -> str:
 def render_body(record: dict[str, Any]) -> bytes:
     """The JSON body POSTed to webhooks: schema order ("id" first), compact, UTF-8.
 
-    Null optional fields are left out, so receivers never see a field their docs lack.
+    Null optional fields are left out: a field added to a schema as optional shows up in
+    bodies only once producers fill it in.
     """
     event_type = record.get("event")
     if not isinstance(event_type, str) or event_type not in EVENT_SCHEMA:

@@ -35,6 +35,7 @@ from confluent_kafka.schema_registry import (
 )
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
+from confluent_kafka.serialization import SerializationError as KafkaSerializationError
 from fastavro import schemaless_reader, schemaless_writer
 from fastavro.schema import fullname as schema_fullname
 from fastavro.validation import ValidationError, validate
@@ -142,7 +143,7 @@ class SchemaRegistryCodec:
             data = serializer(record, SerializationContext(topic, MessageField.VALUE))
         except _REGISTRY_ERRORS as exc:
             raise _registry_error(f"{topic}: cannot register {fullname}", exc) from exc
-        except _DATA_ERRORS as exc:
+        except (*_DATA_ERRORS, KafkaSerializationError) as exc:
             raise _mismatch(fullname, schema, record, exc) from exc
         if data is None:  # only for a None record, which the Protocol does not allow
             raise SerializationError(f"{topic}: cannot encode an empty {fullname} record")

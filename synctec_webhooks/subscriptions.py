@@ -15,7 +15,7 @@ import logging
 import time
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 
 from synctec_webhooks.config import Settings
 from synctec_webhooks.kafka import AsyncConsumer, TopicAdmin, base_config, core_topics, is_benign
@@ -150,16 +150,21 @@ class SubscriptionTable:
         c = self._consumer.consumer
 
         def query() -> dict[int, int]:
-            out = {}
-            for tp in self._partitions:
-                _, high = c.get_watermark_offsets(
-                    TopicPartition(tp.topic, tp.partition), timeout=10, cached=False
-                )
-                out[tp.partition] = high
-            return out
+            return {
+                tp.partition: c.get_watermark_offsets(tp, timeout=10, cached=False)[1]
+                for tp in (TopicPartition(p.topic, p.partition) for p in self._partitions)
+            }
 
-        # Not on the consume thread: the watermark query must not wait behind consume().
-        return await asyncio.to_thread(query)
+        # A topic created a moment ago may have no leader yet: ask again, briefly.
+        for attempt in range(50):
+            try:
+                # Not on the consume thread: the query must not wait behind consume().
+                return await asyncio.to_thread(query)
+            except KafkaException as exc:
+                if attempt == 49 or not _transient(exc.args[0]):
+                    raise
+                await asyncio.sleep(0.2)
+        raise AssertionError("unreachable")
 
     def get(self, sub_id: str) -> Subscription | None:
         return self.index.get(sub_id)
@@ -181,3 +186,12 @@ class SubscriptionTable:
                 pass
         if self._consumer is not None:
             await self._consumer.close()
+
+
+def _transient(err: KafkaError) -> bool:
+    return err.retriable() or err.code() in (
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._TRANSPORT,
+    )

@@ -94,6 +94,8 @@ class FanoutService:
         try:
             name, event = self._codec.decode(msg.topic(), msg.value() or b"")
         except SerializationError as exc:
+            if exc.retriable:
+                raise  # the registry is unreachable: these bytes will decode later
             return [self._dead_letter(producer, deadletter.UNDECODABLE, str(exc), source, msg.value(), now_ms, stop)]
         event_type = _EVENT_TYPE_OF.get(name)
         if event_type is None:

@@ -7,7 +7,14 @@ import time
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Message, Producer
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from synctec_webhooks.broker import BrokerError, LocalBroker
@@ -27,7 +34,10 @@ def _produce(bootstrap: str, topic: str, value: bytes) -> None:
     assert producer.flush(10) == 0
 
 
-def _consume(bootstrap: str, topic: str, group: str, count: int, **config: str) -> list[Message]:
+def _consume(
+    bootstrap: str, topic: str, group: str, count: int, *, subscribe: bool = True, **config: str
+) -> list[Message]:
+    """Up to `count` records; `subscribe=False` reads partition 0 without a group join."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -37,7 +47,10 @@ def _consume(bootstrap: str, topic: str, group: str, count: int, **config: str) 
             **config,
         }
     )
-    consumer.subscribe([topic])
+    if subscribe:
+        consumer.subscribe([topic])
+    else:
+        consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
     received: list[Message] = []
     deadline = time.monotonic() + 30
     try:
@@ -87,6 +100,10 @@ def test_read_committed_sees_committed_transactions_only(
     assert [m.value() for m in messages] == [b"committed"]
 
 
+# The LocalBroker tests read without a consumer group: the first group on a new cluster
+# waits ~3 s for __consumer_offsets, and groups are covered above.
+
+
 def test_restart_keeps_topics_data_and_port(tmp_path: Path, unique_name: str) -> None:
     data_dir = tmp_path / "kafka"
     topic = f"{unique_name}.durable"
@@ -98,13 +115,13 @@ def test_restart_keeps_topics_data_and_port(tmp_path: Path, unique_name: str) ->
         broker.restart()
 
         assert broker.bootstrap_servers == bootstrap
-        [message] = _consume(bootstrap, topic, f"{unique_name}-a", count=1)
+        [message] = _consume(bootstrap, topic, f"{unique_name}-a", count=1, subscribe=False)
         assert message.value() == b"kept"
 
     # A new LocalBroker on the same data dir finds the same cluster on the same port.
     with LocalBroker(data_dir=data_dir) as again:
         assert again.bootstrap_servers == bootstrap
-        [message] = _consume(bootstrap, topic, f"{unique_name}-b", count=1)
+        [message] = _consume(bootstrap, topic, f"{unique_name}-b", count=1, subscribe=False)
         assert message.value() == b"kept"
     assert (data_dir / "kraft-logs" / "meta.properties").is_file()
 
@@ -120,7 +137,7 @@ def test_start_after_kill_recovers_and_stop_removes_temporary_dir(unique_name: s
         assert not broker.running
         broker.start()
 
-        [message] = _consume(broker.bootstrap_servers, topic, unique_name, count=1)
+        [message] = _consume(broker.bootstrap_servers, topic, unique_name, count=1, subscribe=False)
         assert message.value() == b"before the crash"
         data_dir = broker.data_dir
     finally:

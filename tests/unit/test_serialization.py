@@ -229,7 +229,9 @@ def test_registry_wire_format_and_subjects(registry: SchemaRegistryClient) -> No
 
 
 def test_registry_decoder_needs_only_the_registry(registry: SchemaRegistryClient) -> None:
-    data = SchemaRegistryCodec("", client=registry).encode(EVENTS_TOPIC, PRODUCT_SYNCED, v1_product())
+    data = SchemaRegistryCodec("", client=registry).encode(
+        EVENTS_TOPIC, PRODUCT_SYNCED, v1_product()
+    )
     reader = SchemaRegistryCodec("", client=registry)
     assert reader.decode(EVENTS_TOPIC, data) == (PRODUCT_SYNCED, v1_product())
 
@@ -246,7 +248,9 @@ def test_registry_evolution_new_writer_old_reader(
 def test_registry_evolution_old_writer_new_reader(
     v2_store: SchemaStore, registry: SchemaRegistryClient
 ) -> None:
-    data = SchemaRegistryCodec("", client=registry).encode(EVENTS_TOPIC, PRODUCT_SYNCED, v1_product())
+    data = SchemaRegistryCodec("", client=registry).encode(
+        EVENTS_TOPIC, PRODUCT_SYNCED, v1_product()
+    )
     name, decoded = SchemaRegistryCodec("", v2_store, client=registry).decode(EVENTS_TOPIC, data)
     assert (name, decoded) == (PRODUCT_SYNCED, {**v1_product(), "vendor": None})
 
@@ -330,22 +334,30 @@ def _without(key: str) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("fullname", "bad", "match"),
     [
-        pytest.param(PRODUCT_SYNCED, _without("status"), "ProductSynced.status is missing", id="missing"),
+        pytest.param(
+            PRODUCT_SYNCED, _without("status"), "ProductSynced.status is missing", id="missing"
+        ),
         pytest.param(
             PRODUCT_SYNCED,
             {**v1_product(), "product": {**_PRODUCT, "sku": 7}},
             "Product.sku: expected string, got int",
             id="wrong-type",
         ),
-        pytest.param(PRODUCT_SYNCED, {**v1_product(), "vendor": "x"}, "more fields.*vendor", id="extra"),
-        pytest.param("com.synctec.Nope", v1_product(), "no local schema named", id="unknown-schema"),
+        pytest.param(
+            PRODUCT_SYNCED, {**v1_product(), "vendor": "x"}, "more fields.*vendor", id="extra"
+        ),
+        pytest.param(
+            "com.synctec.Nope", v1_product(), "no local schema named", id="unknown-schema"
+        ),
     ],
 )
 @pytest.mark.parametrize("codec_type", ["single-object", "registry"])
 def test_encode_refuses_records_that_do_not_fit(
     codec_type: str, fullname: str, bad: dict[str, Any], match: str
 ) -> None:
-    codec = SingleObjectCodec() if codec_type == "single-object" else SchemaRegistryCodec(mock_url())
+    codec = (
+        SingleObjectCodec() if codec_type == "single-object" else SchemaRegistryCodec(mock_url())
+    )
     with pytest.raises(SerializationError, match=match) as info:
         codec.encode(EVENTS_TOPIC, fullname, bad)
     assert info.value.__cause__ is not None

@@ -1,0 +1,224 @@
+"""Dead-letter records: built from a delivery or from poison bytes, stable ids, Avro-safe."""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+import pytest
+
+import schemas
+from synctec_webhooks import deadletter
+from synctec_webhooks.deadletter import Source, build, dead_letter_id, key_of
+from synctec_webhooks.serialization import SingleObjectCodec
+
+NOW_MS = 1_738_161_000_000
+SOURCE = Source("synctec.retry.3", 2, 41)
+URL = "https://shop.example/hooks/synctec"
+
+
+def _delivery(attempts: int) -> dict[str, Any]:
+    return {
+        "delivery_id": "msg_0123456789abcdef0123456789abcdef",
+        "webhook_id": "wh_0123456789abcdef01234567",
+        "event_id": "evt_1",
+        "event_type": "sync.failed",
+        "partition_key": "1234567890",
+        "payload": '{"id":"evt_1","event":"sync.failed"}',
+        "event_timestamp": "2025-01-29T14:30:00Z",
+        "created_at": NOW_MS - 3_600_000,
+        "attempt": max(attempts, 1),
+        "not_before": NOW_MS - 1000,
+        "history": [
+            {
+                "attempt": n,
+                "at": NOW_MS - (attempts - n) * 1000,
+                "status": None if n % 2 else 500,
+                "error": "timed out after 10.0 s" if n % 2 else "HTTP 500",
+                "latency_ms": 10.5 * n,
+                "url": URL,
+            }
+            for n in range(1, attempts + 1)
+        ],
+        "replays": 1,
+    }
+
+
+# --- build ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reason", "attempts"),
+    [
+        (deadletter.RETRIES_EXHAUSTED, 4),
+        (deadletter.INVALID_URL, 1),
+        (deadletter.WEBHOOK_NOT_FOUND, 0),
+    ],
+)
+def test_build_from_a_delivery(reason: str, attempts: int) -> None:
+    delivery = _delivery(attempts)
+    before = copy.deepcopy(delivery)
+
+    record = build(reason, "why", SOURCE, NOW_MS, delivery=delivery)
+
+    assert delivery == before
+    assert record == {
+        "dead_letter_id": dead_letter_id(SOURCE),
+        "reason": reason,
+        "detail": "why",
+        "failed_at": NOW_MS,
+        "source_topic": "synctec.retry.3",
+        "source_partition": 2,
+        "source_offset": 41,
+        "webhook_id": delivery["webhook_id"],
+        "event_id": delivery["event_id"],
+        "delivery_id": delivery["delivery_id"],
+        "event_type": delivery["event_type"],
+        "attempts": attempts,
+        "history": before["history"],
+        "delivery": before,
+        "raw": None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("reason", "raw"),
+    [
+        (deadletter.UNDECODABLE, b"\xc3\x01garbage\x00\xff"),
+        (deadletter.UNDECODABLE, b""),
+        (deadletter.UNDECODABLE, None),  # a tombstone on the events topic has no value
+        (deadletter.INVALID_EVENT, b"\xc3\x01" + bytes(range(256))),
+    ],
+)
+def test_build_from_poison_bytes(reason: str, raw: bytes | None) -> None:
+    source = Source("synctec.events", 0, 7)
+    record = build(reason, "cannot read", source, NOW_MS, raw=raw)
+    assert record == {
+        "dead_letter_id": dead_letter_id(source),
+        "reason": reason,
+        "detail": "cannot read",
+        "failed_at": NOW_MS,
+        "source_topic": "synctec.events",
+        "source_partition": 0,
+        "source_offset": 7,
+        "webhook_id": None,
+        "event_id": None,
+        "delivery_id": None,
+        "event_type": None,
+        "attempts": 0,
+        "history": [],
+        "delivery": None,
+        "raw": raw,
+    }
+
+
+def test_history_is_a_copy() -> None:
+    delivery = _delivery(2)
+    record = build(deadletter.RETRIES_EXHAUSTED, "why", SOURCE, NOW_MS, delivery=delivery)
+    record["history"].append({"attempt": 3})
+    assert len(delivery["history"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("record", "key"),
+    [
+        pytest.param(
+            build(deadletter.INVALID_URL, "x", SOURCE, NOW_MS, delivery=_delivery(1)),
+            "wh_0123456789abcdef01234567",
+            id="delivery-by-webhook",
+        ),
+        pytest.param(
+            build(deadletter.UNDECODABLE, "x", Source("synctec.events", 0, 1), NOW_MS, raw=b"x"),
+            "synctec.events",
+            id="poison-by-topic",
+        ),
+    ],
+)
+def test_key_of(record: dict[str, Any], key: str) -> None:
+    assert key_of(record) == key
+
+
+# --- dead_letter_id ------------------------------------------------------------------
+
+
+def test_dead_letter_id_is_deterministic() -> None:
+    first = dead_letter_id(Source("synctec.retry.3", 2, 41))
+    assert first == dead_letter_id(Source("synctec.retry.3", 2, 41))
+    assert re.fullmatch(r"dl_[0-9a-f]{32}", first)
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        pytest.param(Source("synctec.retry.2", 2, 41), id="topic"),
+        pytest.param(Source("synctec.retry.3", 3, 41), id="partition"),
+        pytest.param(Source("synctec.retry.3", 2, 42), id="offset"),
+        pytest.param(Source("synctec.retry.3", 24, 1), id="digits-move-across"),
+        pytest.param(Source("other.retry.3", 2, 41), id="prefix"),
+    ],
+)
+def test_dead_letter_id_is_distinct_per_source(other: Source) -> None:
+    assert dead_letter_id(other) != dead_letter_id(SOURCE)
+
+
+def test_dead_letter_id_ignores_the_content() -> None:
+    a = build(deadletter.UNDECODABLE, "a", SOURCE, NOW_MS, raw=b"a")
+    b = build(deadletter.RETRIES_EXHAUSTED, "b", SOURCE, NOW_MS + 1, delivery=_delivery(4))
+    assert a["dead_letter_id"] == b["dead_letter_id"]
+
+
+# --- Avro ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        pytest.param(
+            build(
+                deadletter.RETRIES_EXHAUSTED,
+                "4 attempts failed",
+                SOURCE,
+                NOW_MS,
+                delivery=_delivery(4),
+            ),
+            id="retries-exhausted",
+        ),
+        pytest.param(
+            build(deadletter.INVALID_URL, "invalid URL", SOURCE, NOW_MS, delivery=_delivery(1)),
+            id="invalid-url",
+        ),
+        pytest.param(
+            build(deadletter.WEBHOOK_NOT_FOUND, "gone", SOURCE, NOW_MS, delivery=_delivery(0)),
+            id="webhook-not-found",
+        ),
+        pytest.param(
+            build(
+                deadletter.UNDECODABLE,
+                "bad magic",
+                Source("synctec.events", 5, 2**40),
+                NOW_MS,
+                raw=b"\x00\x01\xff",
+            ),
+            id="undecodable",
+        ),
+        pytest.param(
+            build(deadletter.UNDECODABLE, "tombstone", Source("synctec.events", 0, 0), NOW_MS),
+            id="no-bytes",
+        ),
+        pytest.param(
+            build(
+                deadletter.INVALID_EVENT,
+                "not an event",
+                Source("synctec.events", 1, 9),
+                NOW_MS,
+                raw=b"\xc3\x01" + bytes(8),
+            ),
+            id="invalid-event",
+        ),
+    ],
+)
+def test_built_records_round_trip_as_dead_letter(record: dict[str, Any]) -> None:
+    codec = SingleObjectCodec()
+    data = codec.encode("synctec.deadletters", schemas.DEAD_LETTER, record)
+    assert codec.decode("synctec.deadletters", data) == (schemas.DEAD_LETTER, record)
