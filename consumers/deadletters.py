@@ -16,7 +16,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 import schemas
 from synctec_webhooks.config import Settings
@@ -25,6 +32,7 @@ from synctec_webhooks.kafka import (
     base_config,
     core_topics,
     delivery_topic_spec,
+    position,
     producer_config,
 )
 from synctec_webhooks.serialization import Codec, SerializationError
@@ -60,25 +68,34 @@ def _read_to_end(settings: Settings, topic: str) -> Iterator[Message]:
     admin = TopicAdmin(settings)
     count = admin.partitions(topic)
     conf = base_config(settings, "deadletters-reader")
-    conf.update({"group.id": f"{settings.topic_prefix}.unused", "enable.auto.commit": False,
-                 "isolation.level": "read_committed"})
+    conf.update(
+        {
+            "group.id": f"{settings.topic_prefix}.unused",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
     consumer = Consumer(conf)
     try:
         ends = {}
         for p in range(count):
-            _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)
+            _, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, p), timeout=10, cached=False
+            )
             if high > 0:
                 ends[p] = high
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
         while ends:
             for msg in consumer.consume(500, 1.0):
-                if msg.error() is not None:
-                    if msg.error().code() != KafkaError._PARTITION_EOF:
-                        raise RuntimeError(f"reading {topic}: {msg.error()}")
+                err = msg.error()
+                if err is not None:
+                    if err.code() != KafkaError._PARTITION_EOF:
+                        raise RuntimeError(f"reading {topic}: {err}")
                     continue
                 yield msg
-                if msg.offset() + 1 >= ends.get(msg.partition(), 0):
-                    ends.pop(msg.partition(), None)
+                _, partition, offset = position(msg)
+                if offset + 1 >= ends.get(partition, 0):
+                    ends.pop(partition, None)
             for tp in consumer.position([TopicPartition(topic, p) for p in list(ends)]):
                 if tp.offset >= ends[tp.partition]:
                     ends.pop(tp.partition)
@@ -95,15 +112,18 @@ class DeadLetters:
         self._admin = TopicAdmin(settings)
         self._admin.ensure(core_topics(settings))
 
-    def list(self, webhook_id: str | None = None, event_id: str | None = None) -> list[DeadLetterView]:
+    def list(
+        self, webhook_id: str | None = None, event_id: str | None = None
+    ) -> list[DeadLetterView]:
         replayed: dict[str, int] = {}
         for msg in _read_to_end(self._settings, self._markers):
-            if msg.key() and msg.value():
-                replayed[msg.key().decode()] = json.loads(msg.value())["replayed_at"]
+            key, value = msg.key(), msg.value()
+            if key and value:
+                replayed[key.decode()] = json.loads(value)["replayed_at"]
         found: dict[str, DeadLetterView] = {}
         for msg in _read_to_end(self._settings, self._topics.deadletters):
             try:
-                _, rec = self._codec.decode(msg.topic(), msg.value() or b"")
+                _, rec = self._codec.decode(self._topics.deadletters, msg.value() or b"")
             except SerializationError:
                 continue  # not ours to show; nothing else reads this topic's garbage
             if webhook_id and rec["webhook_id"] != webhook_id:
@@ -131,12 +151,19 @@ class DeadLetters:
             if delivery is None:
                 skipped += 1
                 continue
-            again = {**delivery, "attempt": 1, "not_before": now, "history": [],
-                     "replays": delivery["replays"] + 1}
+            again = {
+                **delivery,
+                "attempt": 1,
+                "not_before": now,
+                "history": [],
+                "replays": delivery["replays"] + 1,
+            }
             topic = self._topics.delivery(delivery["webhook_id"])
             self._admin.ensure([delivery_topic_spec(self._settings, delivery["webhook_id"])])
             value = self._codec.encode(topic, schemas.DELIVERY, again)
-            producer.produce(topic, value=value, key=delivery["partition_key"], on_delivery=on_delivery)
+            producer.produce(
+                topic, value=value, key=delivery["partition_key"], on_delivery=on_delivery
+            )
             replayed += 1
         # Markers only after the replayed records are acknowledged: a crash in between
         # leaves the dead letter unmarked, so it is replayed again, never lost.
@@ -145,8 +172,12 @@ class DeadLetters:
         for view in views:
             if view.record["delivery"] is not None:
                 marker = json.dumps({"replayed_at": now}).encode()
-                producer.produce(self._markers, key=view.record["dead_letter_id"], value=marker,
-                                 on_delivery=on_delivery)
+                producer.produce(
+                    self._markers,
+                    key=view.record["dead_letter_id"],
+                    value=marker,
+                    on_delivery=on_delivery,
+                )
         if producer.flush(30) or errors:
             raise RuntimeError(f"replay markers not acknowledged: {errors[:1] or 'timeout'}")
         return replayed, skipped

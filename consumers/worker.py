@@ -14,6 +14,7 @@ finishes in-flight work the same way, commits and closes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -25,7 +26,13 @@ from consumers.delivery.dispatcher import Dispatcher
 from consumers.delivery.sender import Sender
 from synctec_webhooks import deadletter
 from synctec_webhooks.config import Settings
-from synctec_webhooks.kafka import AsyncConsumer, AsyncProducer, consumer_config, data_messages
+from synctec_webhooks.kafka import (
+    AsyncConsumer,
+    AsyncProducer,
+    consumer_config,
+    data_messages,
+    position,
+)
 from synctec_webhooks.offsets import OffsetTracker
 from synctec_webhooks.serialization import Codec, SerializationError
 from synctec_webhooks.subscriptions import SubscriptionTable
@@ -49,6 +56,7 @@ class ConsumeDispatchWorker:
         self._chains: dict[tuple[str, int, bytes | None], asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._fatal: BaseException | None = None
+        self._progress = asyncio.Event()  # set whenever a record finishes
         self.consumer: AsyncConsumer | None = None
         self.dispatcher: Dispatcher | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -96,7 +104,7 @@ class ConsumeDispatchWorker:
             await self._shutdown(producer, sender)
 
     def _start(self, msg: Message, stop: asyncio.Event) -> None:
-        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+        topic, partition, offset = position(msg)
         source = deadletter.Source(topic, partition, offset)
         try:
             _, record = self.codec.decode(topic, msg.value() or b"")
@@ -109,14 +117,22 @@ class ConsumeDispatchWorker:
             self._slots.release()
             return
         assert self.dispatcher is not None
-        self._spawn(msg, (topic, partition, msg.key()), self.dispatcher.handle(record, source, stop))
+        self._spawn(
+            msg, (topic, partition, msg.key()), self.dispatcher.handle(record, source, stop)
+        )
 
-    async def _poison(self, msg: Message, source: deadletter.Source, detail: str, stop: asyncio.Event) -> None:
+    async def _poison(
+        self, msg: Message, source: deadletter.Source, detail: str, stop: asyncio.Event
+    ) -> None:
         assert self.dispatcher is not None
-        await self.dispatcher.dead_letter(deadletter.UNDECODABLE, detail, None, source, stop, raw=msg.value())
+        await self.dispatcher.dead_letter(
+            deadletter.UNDECODABLE, detail, None, source, stop, raw=msg.value()
+        )
 
-    def _spawn(self, msg: Message, chain_key: tuple[str, int, bytes | None] | None, work: Any) -> None:
-        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+    def _spawn(
+        self, msg: Message, chain_key: tuple[str, int, bytes | None] | None, work: Any
+    ) -> None:
+        topic, partition, offset = position(msg)
         self.tracker.add(topic, partition, offset)
         previous = self._chains.get(chain_key) if chain_key else None
 
@@ -127,11 +143,14 @@ class ConsumeDispatchWorker:
                 await work
             except Exception as exc:
                 # Never mark an unfinished record done: stop, and let a restart redo it.
-                logger.exception("%s: dispatch of %s/%d@%d failed", self.role, topic, partition, offset)
+                logger.exception(
+                    "%s: dispatch of %s/%d@%d failed", self.role, topic, partition, offset
+                )
                 self._fatal = exc
                 return
             finally:
                 self._slots.release()
+                self._progress.set()
             self._finished(topic, partition, offset)
 
         task = asyncio.create_task(run())
@@ -150,7 +169,9 @@ class ConsumeDispatchWorker:
         if position is None or self.consumer is None:
             return
         try:
-            self.consumer.consumer.store_offsets(offsets=[TopicPartition(topic, partition, position)])
+            self.consumer.consumer.store_offsets(
+                offsets=[TopicPartition(topic, partition, position)]
+            )
         except KafkaException as exc:
             # _STATE: the partition was revoked meanwhile; its new owner redoes the rest.
             if exc.args[0].code() != KafkaError._STATE:
@@ -171,15 +192,23 @@ class ConsumeDispatchWorker:
 
     async def _drain(self, partitions: Sequence[TopicPartition]) -> None:
         deadline = time.monotonic() + self.drain_timeout
-        while time.monotonic() < deadline and any(
-            self.tracker.in_flight(tp.topic, tp.partition) for tp in partitions
-        ):
-            await asyncio.sleep(0.02)
+        while any(self.tracker.in_flight(tp.topic, tp.partition) for tp in partitions):
+            self._progress.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._progress.wait(), remaining)
         for tp in partitions:
             left = self.tracker.in_flight(tp.topic, tp.partition)
             if left:
-                logger.warning("%s: %d records of %s/%d unfinished at revoke; the next owner redoes them",
-                               self.role, left, tp.topic, tp.partition)
+                logger.warning(
+                    "%s: %d records of %s/%d unfinished at revoke; the next owner redoes them",
+                    self.role,
+                    left,
+                    tp.topic,
+                    tp.partition,
+                )
             self.tracker.forget(tp.topic, tp.partition)
         self.on_revoked(partitions)
 

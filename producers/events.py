@@ -64,7 +64,9 @@ class EventProducer:
     def _produce(self, value: bytes, key: str) -> None:
         while True:
             try:
-                self._producer.produce(self._topic, value=value, key=key, on_delivery=self._on_delivery)
+                self._producer.produce(
+                    self._topic, value=value, key=key, on_delivery=self._on_delivery
+                )
                 self._producer.poll(0)
                 return
             except BufferError:
@@ -78,7 +80,9 @@ class EventProducer:
         """Wait until the broker acknowledged every queued event; raise if any failed."""
         remaining = self._producer.flush(timeout)
         if remaining:
-            raise EmitError(f"{remaining} events not acknowledged within {timeout} s; is the broker up?")
+            raise EmitError(
+                f"{remaining} events not acknowledged within {timeout} s; is the broker up?"
+            )
         if self._errors:
             errors, self._errors = self._errors, []
             raise EmitError(f"{len(errors)} events were not written: {errors[0]}")
@@ -86,7 +90,12 @@ class EventProducer:
     def __enter__(self) -> EventProducer:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if exc_type is None:
             self.flush()
         else:

@@ -112,7 +112,9 @@ class SubscriptionWriter:
             if err is not None:
                 errors.append(err)
 
-        self._producer.produce(self._topics.subscriptions, key=key, value=value, on_delivery=on_delivery)
+        self._producer.produce(
+            self._topics.subscriptions, key=key, value=value, on_delivery=on_delivery
+        )
         if self._producer.flush(30):
             raise RuntimeError("the broker did not acknowledge the subscription write within 30 s")
         if errors:

@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import Any, Protocol
 
 from consumers.delivery.service import DeliveryService
 from consumers.fanout.service import FanoutService
@@ -71,14 +71,17 @@ async def run_workers(
         asyncio.create_task(w.run(stop, readies[role]), name=role) for role, w in workers.items()
     ]
     try:
-        all_ready = asyncio.ensure_future(asyncio.gather(*(e.wait() for e in readies.values())))
-        done, _ = await asyncio.wait([all_ready, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        all_ready: asyncio.Future[Any] = asyncio.ensure_future(
+            asyncio.gather(*(e.wait() for e in readies.values()))
+        )
+        first: set[asyncio.Future[Any]] = {all_ready, *tasks}
+        done, _ = await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
         if all_ready in done and on_ready is not None:
             on_ready()
         else:
             all_ready.cancel()
         # Any worker returning (by stop or by failure) stops the others.
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         stop.set()
         results = await asyncio.gather(*tasks, return_exceptions=True)
         failures = [r for r in results if isinstance(r, BaseException)]

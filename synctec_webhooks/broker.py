@@ -21,6 +21,7 @@ import ctypes
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -51,6 +52,7 @@ _LOG_DIR_NAME = "kraft-logs"
 _PORTS_FILE = "ports.json"
 _TAIL_LINES = 40
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_STACK_FRAME = re.compile(r"\s+(at |\.\.\. \d+ more)")
 
 
 class BrokerError(RuntimeError):
@@ -264,7 +266,7 @@ class LocalBroker:
     # -- lifecycle --
 
     def start(self, timeout: float = 60.0) -> Self:
-        """Start the broker and return once it answers a metadata request."""
+        """Start the broker; return once it serves metadata and consumer groups."""
         if self.running:
             raise BrokerError(f"the broker at {self.bootstrap_servers} is already running")
         began = time.monotonic()
@@ -391,8 +393,12 @@ class LocalBroker:
         # progress", and librdkafka then backs off ~3 s; asking about a group here gets
         # __consumer_offsets created and loaded in ~0.2 s, so the first consumer is quick.
         group = "synctec-broker-warm-up"
-        futures = admin.describe_consumer_groups([group], request_timeout=1.0)
-        self._poll_until(deadline, lambda: futures[group].result() is not None)
+
+        def group_coordinator_answers() -> bool:
+            futures = admin.describe_consumer_groups([group], request_timeout=1.0)
+            return futures[group].result() is not None
+
+        self._poll_until(deadline, group_coordinator_answers)
 
     def _poll_until(self, deadline: float, probe: Callable[[], bool]) -> None:
         while True:
@@ -432,13 +438,16 @@ class LocalBroker:
                 os.killpg(self._process.pid, signum)
 
     def log_tail(self) -> str:
-        """The last lines the broker logged since its latest start."""
+        """The last lines the broker logged since its latest start, minus stack frames."""
         try:
             with self.log_file.open("rb") as log:
                 log.seek(self._log_offset)
-                return _tail(log.read().decode(errors="replace"))
+                text = log.read().decode(errors="replace")
         except OSError as exc:
             return f"(log unreadable: {exc})"
+        # Java traces are mostly frames; the messages and "Caused by" lines say what failed.
+        lines = [line for line in text.splitlines() if not _STACK_FRAME.match(line)]
+        return _tail("\n".join(lines))
 
 
 # Brokers with a live process; stopped at interpreter exit so none outlives its session.
@@ -478,6 +487,8 @@ def main_broker(json_output: bool, data_dir: Path | None, fetch_only: bool) -> i
     except BrokerError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C before the broker was ready; it is stopped already
+        return 130
 
 
 def _serve_until_signalled(broker: LocalBroker) -> int:

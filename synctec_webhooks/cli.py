@@ -90,7 +90,9 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
             print(f"error: {exc}; nothing was saved", file=sys.stderr)
             return 2
         if args.json:
-            _print_json({"id": sub.id, "url": sub.url, "events": list(sub.events), "secret": sub.secret})
+            _print_json(
+                {"id": sub.id, "url": sub.url, "events": list(sub.events), "secret": sub.secret}
+            )
         else:
             print(f"webhook {sub.id} -> {sub.url} for {', '.join(sub.events)}")
             print(f"secret (shown once, keep it to verify signatures): {sub.secret}")
@@ -98,8 +100,14 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
     if args.action == "list":
         subs = writer.list()
         for s in subs:
-            row = {"id": s.id, "url": s.url, "events": list(s.events), "enabled": s.enabled,
-                   "description": s.description, "created_at": s.created_at}
+            row = {
+                "id": s.id,
+                "url": s.url,
+                "events": list(s.events),
+                "enabled": s.enabled,
+                "description": s.description,
+                "created_at": s.created_at,
+            }
             if args.json:
                 _print_json(row)
             else:
@@ -128,13 +136,18 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
                 _print_json(s)
             else:
                 state = "replayed" if s["replayed_at"] else "dead"
-                print(f"{s['dead_letter_id']}  {state:8}  {s['reason']:18} webhook={s['webhook_id']} "
-                      f"event={s['event_id']} attempts={s['attempts']}  {s['detail']}")
+                print(
+                    f"{s['dead_letter_id']}  {state:8}  {s['reason']:18} webhook={s['webhook_id']} "
+                    f"event={s['event_id']} attempts={s['attempts']}  {s['detail']}"
+                )
         if not views and not args.json:
             print("no dead letters")
         return 0
     replayed, skipped = dls.replay(args.webhook, args.event_id)
-    print(f"replayed {replayed} dead letters" + (f"; {skipped} had no delivery to replay" if skipped else ""))
+    print(
+        f"replayed {replayed} dead letters"
+        + (f"; {skipped} had no delivery to replay" if skipped else "")
+    )
     return 0
 
 
@@ -160,14 +173,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("broker", help="a local single-node Kafka broker, in the foreground")
-    s.add_argument("--json", action="store_true", help='print {"bootstrap_servers": ...} when ready')
+    s.add_argument(
+        "--json", action="store_true", help='print {"bootstrap_servers": ...} when ready'
+    )
     s.add_argument("--data-dir", help="keep data here across restarts (default: a temp dir)")
     s.add_argument("--fetch-only", action="store_true", help="only fetch and cache the broker jars")
     s.set_defaults(func=cmd_broker)
 
-    for role, text in (("fanout", "match events to webhooks, write delivery records"),
-                       ("deliver", "POST delivery records to the endpoints"),
-                       ("retry", "retry failed deliveries when due; dead-letter the rest")):
+    for role, text in (
+        ("fanout", "match events to webhooks, write delivery records"),
+        ("deliver", "POST delivery records to the endpoints"),
+        ("retry", "retry failed deliveries when due; dead-letter the rest"),
+    ):
         s = sub.add_parser(role, help=text)
         s.set_defaults(func=cmd_worker, role=role)
 
@@ -198,7 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
             a.add_argument("--json", action="store_true", help="one JSON object per line")
     s.set_defaults(func=cmd_dead_letters)
 
-    s = sub.add_parser("receive", help="a local debug receiver that prints POSTs and checks signatures")
+    s = sub.add_parser(
+        "receive", help="a local debug receiver that prints POSTs and checks signatures"
+    )
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--secret", default=os.environ.get("SYNCTEC_RECEIVER_SECRET"))

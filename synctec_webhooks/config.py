@@ -96,16 +96,10 @@ class Settings:
             max_in_flight_per_endpoint=_int(
                 env, "SYNCTEC_MAX_IN_FLIGHT_PER_ENDPOINT", cls.max_in_flight_per_endpoint
             ),
-            response_body_limit=_int(
-                env, "SYNCTEC_RESPONSE_BODY_LIMIT", cls.response_body_limit
-            ),
+            response_body_limit=_int(env, "SYNCTEC_RESPONSE_BODY_LIMIT", cls.response_body_limit),
             events_partitions=_int(env, "SYNCTEC_EVENTS_PARTITIONS", cls.events_partitions),
-            delivery_partitions=_int(
-                env, "SYNCTEC_DELIVERY_PARTITIONS", cls.delivery_partitions
-            ),
-            metadata_refresh_ms=_int(
-                env, "SYNCTEC_METADATA_REFRESH_MS", cls.metadata_refresh_ms
-            ),
+            delivery_partitions=_int(env, "SYNCTEC_DELIVERY_PARTITIONS", cls.delivery_partitions),
+            metadata_refresh_ms=_int(env, "SYNCTEC_METADATA_REFRESH_MS", cls.metadata_refresh_ms),
             state_dir=env.get("SYNCTEC_STATE_DIR", cls.state_dir),
         )
 

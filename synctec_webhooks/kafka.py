@@ -107,7 +107,9 @@ class TopicAdmin:
             if not missing:
                 return
             new = [
-                NewTopic(s.name, num_partitions=s.partitions, replication_factor=-1, config=s.config)
+                NewTopic(
+                    s.name, num_partitions=s.partitions, replication_factor=-1, config=s.config
+                )
                 for s in missing
             ]
             futures = self._admin.create_topics(new, operation_timeout=timeout)
@@ -126,7 +128,9 @@ class TopicAdmin:
         meta = self._admin.list_topics(topic, timeout=timeout)
         info = meta.topics.get(topic)
         if info is None or info.error is not None:
-            raise KafkaException(info.error if info else KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART))
+            raise KafkaException(
+                info.error if info else KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART)
+            )
         return len(info.partitions)
 
     def list_topics(self, timeout: float = 10.0) -> list[str]:
@@ -158,7 +162,9 @@ def core_topics(settings: Settings) -> list[TopicSpec]:
 def delivery_topic_spec(settings: Settings, webhook_id: str) -> TopicSpec:
     from synctec_webhooks.topics import Topics
 
-    return TopicSpec(Topics(settings.topic_prefix).delivery(webhook_id), settings.delivery_partitions)
+    return TopicSpec(
+        Topics(settings.topic_prefix).delivery(webhook_id), settings.delivery_partitions
+    )
 
 
 # --- producer -------------------------------------------------------------------------
@@ -183,7 +189,9 @@ class AsyncProducer:
     def __init__(self, settings: Settings, client_id: str, **extra: Any) -> None:
         self._producer = Producer(producer_config(settings, client_id, **extra))
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll_loop, name=f"poll-{client_id}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._poll_loop, name=f"poll-{client_id}", daemon=True
+        )
         self._thread.start()
 
     def _poll_loop(self) -> None:
@@ -206,7 +214,11 @@ class AsyncProducer:
         while True:
             try:
                 self._producer.produce(
-                    topic, value=value, key=key, headers=list(headers or ()), on_delivery=on_delivery
+                    topic,
+                    value=value,
+                    key=key,
+                    headers=list(headers or ()),
+                    on_delivery=on_delivery,
                 )
                 return fut
             except BufferError:
@@ -274,7 +286,9 @@ class AsyncConsumer:
 
     async def consume(self, max_messages: int = 500, timeout: float = 0.2) -> list[Message]:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.consumer.consume, max_messages, timeout)
+        return await loop.run_in_executor(
+            self._executor, self.consumer.consume, max_messages, timeout
+        )
 
     async def call(self, fn: Any, *args: Any) -> Any:
         """Run a blocking client call on the consume thread (never concurrently with consume)."""
@@ -306,3 +320,11 @@ def data_messages(msgs: list[Message], what: str) -> list[Message]:
         else:
             logger.warning("%s: %s", what, err)
     return out
+
+
+def position(msg: Message) -> tuple[str, int, int]:
+    """(topic, partition, offset) of a consumed record: never None for a record."""
+    topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+    if topic is None or partition is None or offset is None:
+        raise ValueError(f"not a consumed record: {msg!r}")
+    return topic, partition, offset

@@ -1,10 +1,10 @@
 """Topic and consumer-group names: one place, derived from the topic prefix.
 
-    <prefix>.events                  sync events (Avro), keyed by product/collection id
-    <prefix>.subscriptions           compacted, keyed by webhook id; a tombstone deletes
-    <prefix>.deliveries.<webhook>    one topic per endpoint, keyed by product id
-    <prefix>.retry.<n>               retry tier n (n = 1..len(delays)), one fixed delay each
-    <prefix>.deadletters             what failed for good, with its history and reason
+<prefix>.events                  sync events (Avro), keyed by product/collection id
+<prefix>.subscriptions           compacted, keyed by webhook id; a tombstone deletes
+<prefix>.deliveries.<webhook>    one topic per endpoint, keyed by product id
+<prefix>.retry.<n>               retry tier n (n = 1..len(delays)), one fixed delay each
+<prefix>.deadletters             what failed for good, with its history and reason
 """
 
 from __future__ import annotations

@@ -67,7 +67,9 @@ class Dispatcher:
             )
         return sem
 
-    async def handle(self, record: dict[str, Any], source: deadletter.Source, stop: asyncio.Event) -> str:
+    async def handle(
+        self, record: dict[str, Any], source: deadletter.Source, stop: asyncio.Event
+    ) -> str:
         """Attempt the delivery and make its outcome durable; returns what happened."""
         sub = await self._table.lookup(record["webhook_id"])
         if sub is None:
@@ -95,7 +97,9 @@ class Dispatcher:
         if isinstance(decision, ScheduleRetry):
             topic = self._topics.retry(decision.tier)
             value = self._codec.encode(topic, schemas.DELIVERY, decision.record)
-            await produce_until_acked(self._producer, topic, value, record["partition_key"], stop=stop)
+            await produce_until_acked(
+                self._producer, topic, value, record["partition_key"], stop=stop
+            )
             self.counters.retried += 1
             logger.info(
                 "delivery %s attempt %d failed (%s); retry %d due in %.1f s",
@@ -119,7 +123,9 @@ class Dispatcher:
         stop: asyncio.Event,
         raw: bytes | None = None,
     ) -> None:
-        dl = deadletter.build(reason, detail, source, int(self._clock() * 1000), delivery=record, raw=raw)
+        dl = deadletter.build(
+            reason, detail, source, int(self._clock() * 1000), delivery=record, raw=raw
+        )
         topic = self._topics.deadletters
         value = self._codec.encode(topic, schemas.DEAD_LETTER, dl)
         await produce_until_acked(self._producer, topic, value, deadletter.key_of(dl), stop=stop)

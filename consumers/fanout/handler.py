@@ -55,5 +55,7 @@ def plan(
     ]
 
 
-def plan_for(index: SubscriptionIndex, event_type: str, event: dict[str, Any], now_ms: int) -> list[PlannedDelivery]:
+def plan_for(
+    index: SubscriptionIndex, event_type: str, event: dict[str, Any], now_ms: int
+) -> list[PlannedDelivery]:
     return plan(event_type, event, index.match(event_type), now_ms)

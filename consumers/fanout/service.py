@@ -27,8 +27,9 @@ from synctec_webhooks.kafka import (
     TopicAdmin,
     consumer_config,
     core_topics,
-    delivery_topic_spec,
     data_messages,
+    delivery_topic_spec,
+    position,
     produce_until_acked,
 )
 from synctec_webhooks.serialization import Codec, SerializationError
@@ -71,7 +72,11 @@ class FanoutService:
             await consumer.close()
 
     async def _process(
-        self, msgs: list[Message], consumer: AsyncConsumer, producer: AsyncProducer, stop: asyncio.Event
+        self,
+        msgs: list[Message],
+        consumer: AsyncConsumer,
+        producer: AsyncProducer,
+        stop: asyncio.Event,
     ) -> None:
         records = data_messages(msgs, "events topic")
         if not records:
@@ -90,27 +95,39 @@ class FanoutService:
     async def _fan_out(
         self, msg: Message, producer: AsyncProducer, now_ms: int, stop: asyncio.Event
     ) -> list[asyncio.Future[Any]]:
-        source = deadletter.Source(msg.topic(), msg.partition(), msg.offset())
+        source = deadletter.Source(*position(msg))
         try:
-            name, event = self._codec.decode(msg.topic(), msg.value() or b"")
+            name, event = self._codec.decode(source.topic, msg.value() or b"")
         except SerializationError as exc:
             if exc.retriable:
                 raise  # the registry is unreachable: these bytes will decode later
-            return [self._dead_letter(producer, deadletter.UNDECODABLE, str(exc), source, msg.value(), now_ms, stop)]
+            return [
+                self._dead_letter(
+                    producer, deadletter.UNDECODABLE, str(exc), source, msg.value(), now_ms, stop
+                )
+            ]
         event_type = _EVENT_TYPE_OF.get(name)
         if event_type is None:
             detail = f"record of schema {name} is not a sync event"
-            return [self._dead_letter(producer, deadletter.INVALID_EVENT, detail, source, msg.value(), now_ms, stop)]
+            return [
+                self._dead_letter(
+                    producer, deadletter.INVALID_EVENT, detail, source, msg.value(), now_ms, stop
+                )
+            ]
         planned = plan_for(self._table.index, event_type, event, now_ms)
         specs = [delivery_topic_spec(self._settings, p.webhook_id) for p in planned]
         if any(not self._admin.known(s.name) for s in specs):
             await asyncio.to_thread(self._admin.ensure, specs)
-        futures = []
+        futures: list[asyncio.Future[Any]] = []
         for p in planned:
-            value = self._codec.encode(self._topics.delivery(p.webhook_id), schemas.DELIVERY, p.record)
+            value = self._codec.encode(
+                self._topics.delivery(p.webhook_id), schemas.DELIVERY, p.record
+            )
             futures.append(
                 asyncio.ensure_future(
-                    produce_until_acked(producer, self._topics.delivery(p.webhook_id), value, p.key, stop=stop)
+                    produce_until_acked(
+                        producer, self._topics.delivery(p.webhook_id), value, p.key, stop=stop
+                    )
                 )
             )
         self.deliveries_written += len(planned)
@@ -126,18 +143,22 @@ class FanoutService:
         now_ms: int,
         stop: asyncio.Event,
     ) -> asyncio.Future[Any]:
-        logger.error("dead-lettering %s/%d@%d: %s", source.topic, source.partition, source.offset, detail)
+        logger.error(
+            "dead-lettering %s/%d@%d: %s", source.topic, source.partition, source.offset, detail
+        )
         record = deadletter.build(reason, detail, source, now_ms, raw=raw)
         value = self._codec.encode(self._topics.deadletters, schemas.DEAD_LETTER, record)
         self.dead_lettered += 1
         return asyncio.ensure_future(
-            produce_until_acked(producer, self._topics.deadletters, value, deadletter.key_of(record), stop=stop)
+            produce_until_acked(
+                producer, self._topics.deadletters, value, deadletter.key_of(record), stop=stop
+            )
         )
 
 
 def _next_offsets(msgs: list[Message]) -> list[TopicPartition]:
     nxt: dict[tuple[str, int], int] = {}
     for m in msgs:
-        k = (m.topic(), m.partition())
-        nxt[k] = max(nxt.get(k, 0), m.offset() + 1)
+        topic, partition, offset = position(m)
+        nxt[(topic, partition)] = max(nxt.get((topic, partition), 0), offset + 1)
     return [TopicPartition(t, p, o) for (t, p), o in nxt.items()]

@@ -19,6 +19,7 @@ from typing import Any
 from confluent_kafka import Message, TopicPartition
 
 from consumers.worker import ConsumeDispatchWorker
+from synctec_webhooks.kafka import position
 from synctec_webhooks.topics import Topics
 
 logger = logging.getLogger(__name__)
@@ -39,18 +40,19 @@ class RetryService(ConsumeDispatchWorker):
         return [topics.retry(tier) for tier in range(1, len(self.settings.retry.delays) + 1)]
 
     def admit(self, msg: Message, record: dict[str, Any]) -> bool:
-        key = (msg.topic(), msg.partition())
+        topic, partition, offset = position(msg)
+        key = (topic, partition)
         if key in self._held:
             return False  # fetched before the pause took effect; it comes again on resume
         wait = record["not_before"] / 1000.0 - time.time()
         if wait <= 0:
             return True
         assert self.consumer is not None and self.loop is not None
-        tp = TopicPartition(msg.topic(), msg.partition(), msg.offset())
+        tp = TopicPartition(topic, partition, offset)
         self.consumer.consumer.pause([tp])
         self.consumer.consumer.seek(tp)
         self._held[key] = self.loop.call_later(wait, self._resume, key)
-        logger.debug("holding %s/%d at %d for %.2f s", msg.topic(), msg.partition(), msg.offset(), wait)
+        logger.debug("holding %s/%d at %d for %.2f s", topic, partition, offset, wait)
         return False
 
     def _resume(self, key: tuple[str, int]) -> None:

@@ -114,9 +114,14 @@ class Receiver:
         with self._lock:
             return [r for r in self.requests if path is None or r.path == path]
 
-    def wait_for(self, count: int, path: str | None = None, timeout: float = 60.0) -> list[Received]:
-        wait_until(lambda: len(self.received(path)) >= count, timeout,
-                   lambda: f"{len(self.received(path))} of {count} requests to {path or 'any path'}")
+    def wait_for(
+        self, count: int, path: str | None = None, timeout: float = 60.0
+    ) -> list[Received]:
+        wait_until(
+            lambda: len(self.received(path)) >= count,
+            timeout,
+            lambda: f"{len(self.received(path))} of {count} requests to {path or 'any path'}",
+        )
         return self.received(path)
 
     def stop(self) -> None:
@@ -178,7 +183,9 @@ class Pipeline:
         with log.open("wb") as out:
             self.procs[role] = subprocess.Popen(
                 [sys.executable, "-m", "synctec_webhooks.cli", role],
-                env=env, stdout=out, stderr=subprocess.STDOUT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
 
     def log_path(self, role: str, n: int | None = None) -> Path:
@@ -189,7 +196,9 @@ class Pipeline:
 
         def ready() -> bool:
             if proc.poll() is not None:
-                raise AssertionError(f"{role} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+                raise AssertionError(
+                    f"{role} exited with {proc.returncode}:\n{log.read_text()[-3000:]}"
+                )
             return " consuming " in log.read_text()
 
         wait_until(ready, timeout, lambda: f"{role} not ready:\n{log.read_text()[-3000:]}")
@@ -210,7 +219,7 @@ class Pipeline:
 
     def stop(self) -> dict[str, int | None]:
         codes: dict[str, int | None] = {}
-        for role, proc in self.procs.items():
+        for proc in self.procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         for role, proc in self.procs.items():
@@ -224,7 +233,9 @@ class Pipeline:
         return codes
 
     def all_logs(self) -> str:
-        return "\n".join(f"==== {p.name}\n{p.read_text()[-4000:]}" for p in sorted(self.logs.glob("*.log")))
+        return "\n".join(
+            f"==== {p.name}\n{p.read_text()[-4000:]}" for p in sorted(self.logs.glob("*.log"))
+        )
 
     # clients
 

@@ -76,10 +76,19 @@ def _closed_port() -> int:
 
 
 def test_misbehaving_endpoints_are_dead_lettered_with_their_reason(
-    kafka_bootstrap: str, unique_name: str, tmp_path: Path, receiver: Receiver, garbage: GarbageServer
+    kafka_bootstrap: str,
+    unique_name: str,
+    tmp_path: Path,
+    receiver: Receiver,
+    garbage: GarbageServer,
 ) -> None:
-    p = Pipeline(kafka_bootstrap, unique_name, tmp_path, SYNCTEC_HTTP_TIMEOUT="0.5",
-                 SYNCTEC_RETRY_DELAYS="0.2,0.2,0.2")
+    p = Pipeline(
+        kafka_bootstrap,
+        unique_name,
+        tmp_path,
+        SYNCTEC_HTTP_TIMEOUT="0.5",
+        SYNCTEC_RETRY_DELAYS="0.2,0.2,0.2",
+    )
     receiver.script("/hangs", lambda _i: Reply(delay=5))
     receiver.script("/redirects", always(302))
     receiver.script("/missing", always(404))
@@ -98,8 +107,9 @@ def test_misbehaving_endpoints_are_dead_lettered_with_their_reason(
         ids = p.emit(*(product_synced(str(i)) for i in range(5)))
         receiver.wait_for(5, "/good")
         dls = DeadLetters(p.settings, make_codec(None))
-        wait_until(lambda: len(dls.list()) >= 5 * len(bad), 90,
-                   lambda: f"{len(dls.list())} dead letters")
+        wait_until(
+            lambda: len(dls.list()) >= 5 * len(bad), 90, lambda: f"{len(dls.list())} dead letters"
+        )
         time.sleep(1)
         letters = dls.list()
     finally:

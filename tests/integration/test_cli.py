@@ -21,9 +21,17 @@ pytestmark = pytest.mark.broker
 CLI = [sys.executable, "-m", "synctec_webhooks.cli"]
 
 
-def cli(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], env={**os.environ, **env}, input=stdin,
-                          capture_output=True, text=True, timeout=120)
+def cli(
+    env: dict[str, str], *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args],
+        env={**os.environ, **env},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture
@@ -35,16 +43,28 @@ def receiver() -> Iterator[Receiver]:
 
 def test_webhooks_add_list_remove(kafka_bootstrap: str, unique_name: str) -> None:
     env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "SYNCTEC_TOPIC_PREFIX": unique_name}
-    res = cli(env, "webhooks", "add", "--url", "https://example.com/h", "--events",
-              "product.synced,sync.failed", "--json")
+    res = cli(
+        env,
+        "webhooks",
+        "add",
+        "--url",
+        "https://example.com/h",
+        "--events",
+        "product.synced,sync.failed",
+        "--json",
+    )
     assert res.returncode == 0, res.stderr
     added = json.loads(res.stdout)
     assert added["id"].startswith("wh_")
     assert added["secret"].startswith("whsec_")
     assert len(base64.b64decode(added["secret"][6:])) >= 24
 
-    listed = [json.loads(line) for line in cli(env, "webhooks", "list", "--json").stdout.splitlines()]
-    assert [(w["id"], w["events"]) for w in listed] == [(added["id"], ["product.synced", "sync.failed"])]
+    listed = [
+        json.loads(line) for line in cli(env, "webhooks", "list", "--json").stdout.splitlines()
+    ]
+    assert [(w["id"], w["events"]) for w in listed] == [
+        (added["id"], ["product.synced", "sync.failed"])
+    ]
     assert all("secret" not in w for w in listed)  # shown once, at creation
 
     assert cli(env, "webhooks", "remove", added["id"]).returncode == 0
@@ -77,20 +97,37 @@ def test_run_starts_its_own_broker_and_delivers_then_stops_cleanly(
 ) -> None:
     """The README walk-through: `run --json`, add a webhook, emit, see the POST, Ctrl-C."""
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
-    env.update({"SYNCTEC_STATE_DIR": str(tmp_path / "state"), "SYNCTEC_RETRY_DELAYS": "0.2,0.2,0.2"})
+    env.update(
+        {"SYNCTEC_STATE_DIR": str(tmp_path / "state"), "SYNCTEC_RETRY_DELAYS": "0.2,0.2,0.2"}
+    )
     log = (tmp_path / "run.log").open("w")
-    proc = subprocess.Popen([*CLI, "run", "--json"], env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+    proc = subprocess.Popen(
+        [*CLI, "run", "--json"], env=env, stdout=subprocess.PIPE, stderr=log, text=True
+    )
     try:
         assert proc.stdout is not None
         ready = json.loads(proc.stdout.readline())
         bootstrap = ready["bootstrap_servers"]
         assert bootstrap.startswith("127.0.0.1:")
         user = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap}
-        added = json.loads(cli(user, "webhooks", "add", "--url", receiver.url("/hooks"),
-                               "--events", "*", "--json").stdout)
+        added = json.loads(
+            cli(
+                user, "webhooks", "add", "--url", receiver.url("/hooks"), "--events", "*", "--json"
+            ).stdout
+        )
         receiver.script("/failing", always(500))
-        failing = json.loads(cli(user, "webhooks", "add", "--url", receiver.url("/failing"),
-                                 "--events", "product.synced", "--json").stdout)
+        failing = json.loads(
+            cli(
+                user,
+                "webhooks",
+                "add",
+                "--url",
+                receiver.url("/failing"),
+                "--events",
+                "product.synced",
+                "--json",
+            ).stdout
+        )
         res = cli(user, "emit", json.dumps(product_synced()))
         assert res.returncode == 0, res.stderr
         [got] = receiver.wait_for(1, "/hooks")
@@ -104,7 +141,11 @@ def test_run_starts_its_own_broker_and_delivers_then_stops_cleanly(
         wait_until(lambda: len(listed()) == 1, 60)
         [dl] = listed()
         assert {"webhook_id", "event_id", "delivery_id", "attempts", "reason"} <= set(dl)
-        assert (dl["webhook_id"], dl["attempts"], dl["reason"]) == (failing["id"], 4, "retries_exhausted")
+        assert (dl["webhook_id"], dl["attempts"], dl["reason"]) == (
+            failing["id"],
+            4,
+            "retries_exhausted",
+        )
         assert added["id"] != failing["id"]
     finally:
         proc.send_signal(signal.SIGINT)

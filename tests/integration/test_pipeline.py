@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import itertools
 import json
 import time
 from collections import Counter
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
 
 from consumers.deadletters import DeadLetters
 from synctec_webhooks.serialization import make_codec
@@ -74,9 +76,16 @@ def test_subscribed_receiver_gets_the_event_and_unsubscribed_does_not(
     assert got.header("X-StoreLink-Attempt") == "1"
 
 
-def test_all_four_event_types_reach_a_wildcard_webhook(pipeline: Pipeline, receiver: Receiver) -> None:
+def test_all_four_event_types_reach_a_wildcard_webhook(
+    pipeline: Pipeline, receiver: Receiver
+) -> None:
     pipeline.add_webhook(receiver.url("/all"), "*")
-    events = [product_synced("p1"), sync_failed("p2"), inventory_updated("p3"), collection_synced("c4")]
+    events = [
+        product_synced("p1"),
+        sync_failed("p2"),
+        inventory_updated("p3"),
+        collection_synced("c4"),
+    ]
     ids = pipeline.emit(*events)
 
     got = receiver.wait_for(4, "/all")
@@ -93,7 +102,9 @@ def test_both_signatures_verify(pipeline: Pipeline, receiver: Receiver) -> None:
     [got] = receiver.wait_for(1, "/signed")
 
     # X-StoreLink-Signature: what "compute HMAC of the payload using your secret" gives.
-    expected = base64.b64encode(hmac.new(sub.secret.encode(), got.body, hashlib.sha256).digest()).decode()
+    expected = base64.b64encode(
+        hmac.new(sub.secret.encode(), got.body, hashlib.sha256).digest()
+    ).decode()
     assert got.header("X-StoreLink-Signature") == expected
     # Standard Webhooks, computed by hand and by the reference library.
     msg_id, ts = got.header("webhook-id"), got.header("webhook-timestamp")
@@ -102,7 +113,7 @@ def test_both_signatures_verify(pipeline: Pipeline, receiver: Receiver) -> None:
     assert got.header("webhook-signature") == "v1," + base64.b64encode(signed).decode()
     assert msg_id == got.header("X-StoreLink-Delivery-Id")
     Webhook(sub.secret).verify(got.body, got.headers)  # raises if it does not verify
-    with pytest.raises(Exception, match="(?i)signature"):
+    with pytest.raises(WebhookVerificationError):
         Webhook(sub.secret).verify(got.body + b" ", got.headers)
 
 
@@ -120,7 +131,7 @@ def test_endpoint_failing_twice_gets_the_event_on_attempt_three(
     assert len({r.header("X-StoreLink-Delivery-Id") for r in got}) == 1
     assert len({r.body for r in got}) == 1  # the same bytes every time
     # Exponential backoff: the gaps follow the configured tiers (0.3 s, then 0.6 s).
-    gaps = [b.at - a.at for a, b in zip(got, got[1:], strict=False)]
+    gaps = [b.at - a.at for a, b in itertools.pairwise(got)]
     assert gaps[0] >= 0.3 and gaps[1] >= 0.6, gaps
     assert dead_letters(pipeline).list() == []
 
@@ -166,7 +177,9 @@ def test_poison_bytes_on_the_events_topic_are_dead_lettered_and_the_stream_goes_
 ) -> None:
     pipeline.add_webhook(receiver.url("/after"), "*")
     pipeline.producer.raw_produce(b"this is not avro", key="1234567890")
-    pipeline.producer.raw_produce(b"\xc3\x01" + b"\x00" * 8 + b"unknown fingerprint", key="1234567890")
+    pipeline.producer.raw_produce(
+        b"\xc3\x01" + b"\x00" * 8 + b"unknown fingerprint", key="1234567890"
+    )
     ids = pipeline.emit(product_synced(), product_synced("2"))
 
     got = receiver.wait_for(2, "/after")
@@ -226,8 +239,10 @@ def test_delivery_worker_killed_and_restarted_loses_nothing(
     counts = Counter(r.json["id"] for r in got)
     missing = set(ids) - set(counts)
     duplicates = sum(v - 1 for v in counts.values())
-    print(f"kill after {killed_at} POSTs: delivered {len(counts)}, missing {len(missing)}, "
-          f"duplicate POSTs {duplicates}")
+    print(
+        f"kill after {killed_at} POSTs: delivered {len(counts)}, missing {len(missing)}, "
+        f"duplicate POSTs {duplicates}"
+    )
     assert not missing
     assert killed_at < 300  # the kill did land mid-stream
     # Duplicates are possible only for records in flight at the kill, bounded by the cap.
@@ -239,7 +254,9 @@ def test_delivery_worker_killed_and_restarted_loses_nothing(
     assert all(len(v) == 1 for v in by_id.values())
 
 
-def test_delivery_worker_sigterm_finishes_in_flight_work(pipeline: Pipeline, receiver: Receiver) -> None:
+def test_delivery_worker_sigterm_finishes_in_flight_work(
+    pipeline: Pipeline, receiver: Receiver
+) -> None:
     receiver.script("/graceful", lambda _i: Reply(delay=0.2))
     pipeline.add_webhook(receiver.url("/graceful"), "*")
     ids = pipeline.emit(*(product_synced(str(i)) for i in range(100)))
@@ -262,7 +279,9 @@ def wait_for_quiet(receiver: Receiver, path: str, quiet: float = 1.5) -> None:
         time.sleep(quiet)
 
 
-def test_emit_cli_refuses_an_invalid_event_and_sends_nothing(pipeline: Pipeline, receiver: Receiver) -> None:
+def test_emit_cli_refuses_an_invalid_event_and_sends_nothing(
+    pipeline: Pipeline, receiver: Receiver
+) -> None:
     import os
     import subprocess
     import sys
@@ -271,14 +290,25 @@ def test_emit_cli_refuses_an_invalid_event_and_sends_nothing(pipeline: Pipeline,
     good = json.dumps(product_synced())
     bad = json.dumps({**product_synced(), "product": {"id": "1", "title": "x"}})
     env = {**os.environ, **pipeline.env}
-    res = subprocess.run([sys.executable, "-m", "synctec_webhooks.cli", "emit"],
-                         input=f"{good}\n{bad}\n", env=env, capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-m", "synctec_webhooks.cli", "emit"],
+        input=f"{good}\n{bad}\n",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 2
     assert "product.sku" in res.stderr and "nothing was sent" in res.stderr
-    res = subprocess.run([sys.executable, "-m", "synctec_webhooks.cli", "emit", good],
-                         env=env, capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-m", "synctec_webhooks.cli", "emit", good],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 0, res.stderr
     [event_id] = res.stdout.split()
-    [got] = receiver.wait_for(1, "/cli")
+    receiver.wait_for(1, "/cli")
     time.sleep(1)
     assert [r.json["id"] for r in receiver.received("/cli")] == [event_id]

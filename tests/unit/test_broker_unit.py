@@ -189,3 +189,22 @@ def test_broker_command_reports_errors_on_stderr(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "apt-get install" in captured.err
+
+
+def test_log_tail_leaves_out_java_stack_frames(tmp_path: Path) -> None:
+    log = tmp_path / "broker.log"
+    log.write_text(
+        "[2026-01-01 00:00:00,000] ERROR Exiting Kafka (kafka.Kafka$)\n"
+        "java.lang.RuntimeException: Unable to start acceptor for PLAINTEXT\n"
+        "\tat kafka.network.SocketServer.enableRequestProcessing(SocketServer.scala:201)\n"
+        "\t... 6 more\n"
+        "Caused by: java.net.BindException: Address already in use\n"
+    )
+
+    tail = broker.LocalBroker(log_file=log).log_tail().splitlines()
+
+    assert tail == [
+        "[2026-01-01 00:00:00,000] ERROR Exiting Kafka (kafka.Kafka$)",
+        "java.lang.RuntimeException: Unable to start acceptor for PLAINTEXT",
+        "Caused by: java.net.BindException: Address already in use",
+    ]
