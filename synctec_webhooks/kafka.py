@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -125,13 +126,20 @@ class TopicAdmin:
         return topic in self._known
 
     def partitions(self, topic: str, timeout: float = 10.0) -> int:
-        meta = self._admin.list_topics(topic, timeout=timeout)
-        info = meta.topics.get(topic)
-        if info is None or info.error is not None:
-            raise KafkaException(
-                info.error if info else KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART)
-            )
-        return len(info.partitions)
+        """Partition count; waits while a topic just created elsewhere is not in metadata yet."""
+        deadline = time.monotonic() + timeout
+        while True:
+            meta = self._admin.list_topics(topic, timeout=timeout)
+            info = meta.topics.get(topic)
+            if info is not None and info.error is None and info.partitions:
+                return len(info.partitions)
+            if time.monotonic() > deadline:
+                raise KafkaException(
+                    info.error
+                    if info and info.error
+                    else KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART)
+                )
+            time.sleep(0.1)
 
     def list_topics(self, timeout: float = 10.0) -> list[str]:
         return list(self._admin.list_topics(timeout=timeout).topics)
