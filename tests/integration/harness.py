@@ -37,6 +37,8 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float
+    status: int = 200  # what the script answered
+    delay: float = 0.0  # how long it waited before answering
 
     @property
     def json(self) -> Any:
@@ -95,10 +97,13 @@ class Receiver:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         with self._lock:
-            self.requests.append(Received(request.path, dict(request.headers), body, time.time()))
             n = self._counts[request.path] = self._counts.get(request.path, 0) + 1
             script = self._scripts.get(request.path)
-        reply = script(n) if script else Reply()
+            reply = script(n) if script else Reply()
+            self.requests.append(
+                Received(request.path, dict(request.headers), body, time.time(),
+                         reply.status, reply.delay)
+            )  # fmt: skip
         if reply.delay:
             await asyncio.sleep(reply.delay)
         return web.Response(status=reply.status, headers=reply.headers, body=reply.body)
