@@ -20,7 +20,7 @@ from pathlib import Path
 
 from confluent_kafka import Producer
 
-from synctec_webhooks.broker import LocalBroker
+from synctec_webhooks.broker import LocalBroker, LocalCluster
 from synctec_webhooks.topics import Topics
 from tests.faults.oracle import Oracle, Report
 from tests.integration.harness import (
@@ -291,6 +291,72 @@ def everything_at_once(bootstrap: str, logs: Path, scale: Scale) -> Report:
     return run.finish("records in flight at the SIGKILLs")
 
 
+def cluster_node_killed(bootstrap: str, logs: Path, scale: Scale) -> Report:
+    del bootstrap  # three brokers of its own, replication factor 3, min.insync.replicas 2
+    with LocalCluster(3, data_dir=logs / "cluster") as cluster:
+        run = Run("one broker of three SIGKILLed", cluster.bootstrap_servers, logs, scale)
+        run.endpoint("/a")
+        run.endpoint("/b", lambda _i: Reply(delay=0.02))
+        with running(run):
+            run.emit_in_background(scale.events, chunks=20, pause=0.15)
+            _wait_posts(run, scale.events // 3)
+            victim = random.randrange(3)
+            cluster.kill(victim)
+            time.sleep(3)
+            cluster.start_node(victim)
+            run.settle()
+        return run.finish("partitions that moved while their leader was down")
+
+
+def delivery_scale_out(bootstrap: str, logs: Path, scale: Scale) -> Report:
+    run = Run("two delivery workers, one killed", bootstrap, logs, scale,
+              SYNCTEC_DELIVERY_PARTITIONS="4")  # fmt: skip
+    run.endpoint("/a", lambda _i: Reply(delay=0.02))
+    run.endpoint("/b", lambda _i: Reply(delay=0.02))
+    with running(run):
+        run.pipeline.start(["deliver@2"])
+        run.emit_in_background(scale.events, chunks=20, pause=0.15)
+        _wait_posts(run, scale.events // 2)
+        run.pipeline.kill("deliver")  # its partitions move to deliver@2
+        run.settle()
+    report = run.finish("records in flight at the SIGKILL")
+    second = run.pipeline.log_path("deliver@2").read_text()
+    if " consuming " not in second:
+        report.notes.append("the second delivery worker never consumed")
+    return report
+
+
+def retry_rebalance(bootstrap: str, logs: Path, scale: Scale) -> Report:
+    """Retry workers join and die while records wait: none is retried before it is due."""
+    delay = 1.5
+    delays = f"{delay},{delay},{delay}"
+    run = Run("retry workers rebalanced while holding", bootstrap, logs, scale,
+              SYNCTEC_RETRY_DELAYS=delays, SYNCTEC_DELIVERY_PARTITIONS="4")  # fmt: skip
+    run.endpoint("/down", always(500))
+    with running(run):
+        run.emit_in_background(max(20, scale.events // 10), chunks=5, pause=0.3)
+        time.sleep(delay)
+        run.pipeline.start(["retry@2"])  # a rebalance while partitions are paused
+        time.sleep(delay)
+        run.pipeline.kill("retry")  # and another: its partitions move to retry@2
+        run.settle()
+    report = run.finish()
+    # When each delivery's attempt n was first made; attempt n+1 must wait its delay.
+    # (A killed worker's successor may repeat an attempt later: that is a duplicate.)
+    first: dict[tuple[str, int], float] = {}
+    for r in run.receiver.received("/down"):
+        key = (r.header("X-StoreLink-Delivery-Id"), int(r.header("X-StoreLink-Attempt")))
+        first[key] = min(first.get(key, r.at), r.at)
+    early = sum(
+        1
+        for (delivery, attempt), at in first.items()
+        if attempt > 1 and at - first[(delivery, attempt - 1)] < delay - 0.05
+    )
+    if early:
+        report.notes.append(f"{early} retries came before they were due")
+    return report
+
+
 SCENARIOS: dict[str, Callable[[str, Path, Scale], Report]] = {
     "delivery_sigkill": delivery_worker_sigkill,
     "fanout_sigkill": fanout_sigkill,
@@ -299,4 +365,7 @@ SCENARIOS: dict[str, Callable[[str, Path, Scale], Report]] = {
     "subscription_removed": subscription_removed,
     "poison": poison_records,
     "everything": everything_at_once,
+    "cluster_node_killed": cluster_node_killed,
+    "delivery_scale_out": delivery_scale_out,
+    "retry_rebalance": retry_rebalance,
 }

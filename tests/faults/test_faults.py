@@ -18,7 +18,14 @@ pytestmark = pytest.mark.broker
 # Where duplicate POSTs are expected: a SIGKILLed worker redoes what it had finished
 # since its last commit; a broker outage longer than the session timeout takes the
 # partitions away the same way.
-CRASHES = {"delivery_sigkill", "everything", "broker_restart"}
+CRASHES = {
+    "delivery_sigkill",
+    "everything",
+    "broker_restart",
+    "cluster_node_killed",
+    "delivery_scale_out",
+    "retry_rebalance",
+}
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))

@@ -181,12 +181,16 @@ class Pipeline:
             self.wait_ready(role, timeout)
         return self
 
-    def _spawn(self, role: str) -> None:
-        n = self._starts[role] = self._starts.get(role, 0) + 1
-        log = self.log_path(role, n)
+    def _spawn(self, name: str) -> None:
+        """Start worker `name`: a role ("deliver"), or a role's extra replica ("deliver@2")."""
+        n = self._starts[name] = self._starts.get(name, 0) + 1
+        log = self.log_path(name, n)
+        role, _, replica = name.partition("@")
         env = {**os.environ, **self.env}
+        if replica:
+            env["SYNCTEC_INSTANCE_ID"] = f"{role}-{replica}"
         with log.open("wb") as out:
-            self.procs[role] = subprocess.Popen(
+            self.procs[name] = subprocess.Popen(
                 [sys.executable, "-m", "synctec_webhooks.cli", role],
                 env=env,
                 stdout=out,
@@ -223,11 +227,12 @@ class Pipeline:
         self.wait_ready(role)
 
     def stop(self) -> dict[str, int | None]:
+        """SIGTERM every worker still running; their exit codes (killed ones left out)."""
         codes: dict[str, int | None] = {}
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for role, proc in self.procs.items():
+        running = {name: proc for name, proc in self.procs.items() if proc.poll() is None}
+        for proc in running.values():
+            proc.send_signal(signal.SIGTERM)
+        for role, proc in running.items():
             try:
                 codes[role] = proc.wait(30)
             except subprocess.TimeoutExpired:
