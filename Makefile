@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help run test unit faults broker lint clean
+.PHONY: help run test unit faults bench broker lint clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -20,6 +20,11 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create .venv and install the project
 
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e '.[test,dev,bench]'
+	@touch $(BENCH_STAMP)
+
 run: $(STAMP) ## start broker, fan-out, delivery and retry workers (Ctrl-C stops)
 	$(BIN)/synctec-webhooks run
 
@@ -32,6 +37,10 @@ unit: $(STAMP) ## unit tests only (no broker)
 
 faults: $(STAMP) ## the long fault suite; its table goes into docs/guarantees.md
 	$(BIN)/python -m tests.faults.run --scale long --write-doc docs/guarantees.md
+
+bench: $(BENCH_STAMP) ## the benchmark (about 8 min); appends its figures to docs/benchmarks.md
+	$(BIN)/synctec-webhooks broker --fetch-only
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 broker: $(STAMP) ## run a local single-node Kafka broker in the foreground
 	$(BIN)/synctec-webhooks broker
