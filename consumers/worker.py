@@ -1,14 +1,25 @@
 """The consume -> dispatch loop shared by the delivery and the retry workers.
 
-Records are dispatched concurrently (up to `max_in_flight` at once), but an offset is
-stored only when every record before it in its partition is finished: the POST
-succeeded, or the record was acknowledged on a retry or dead-letter topic. Records
-with the same key in one partition are dispatched one after the other, so one
-product's deliveries to one endpoint keep their order (retries aside).
+Records are dispatched concurrently, but an offset is stored only when every record
+before it in its partition is finished: the POST succeeded, or the record was
+acknowledged on a retry or dead-letter topic. Records with the same key in one
+partition are dispatched one after the other, so one product's deliveries to one
+endpoint keep their order (retries aside).
 
-On revoke the worker waits (within a deadline) for the revoked partitions' in-flight
-records, stores their offsets and commits before librdkafka hands them over; on stop it
-finishes in-flight work the same way, commits and closes.
+Isolation. Each webhook has a `Lane` with its own limit of POSTs in flight (and an
+optional rate); runner coroutines take records from it, so a slow endpoint occupies
+only its own lane's runners, and takes one of the worker's `max_in_flight` HTTP slots
+only while a POST is actually open. A lane holding more than `lane_cap` records has its
+partitions paused (delivery topics are per webhook), so its backlog waits in Kafka and
+the rest of the stream flows; the lane resumes at half. A partition that arrives
+unpaused for a paused lane (after a rebalance) is paused at its first record.
+
+Offsets of finished records are stored in batches, once per consume round and before
+every commit, rather than one `store_offsets` call per record.
+
+On revoke the worker drops the revoked partitions' queued records, waits (within a
+deadline) for their started ones, stores and commits before librdkafka hands them
+over; on stop it lets started POSTs finish, commits and closes.
 """
 
 from __future__ import annotations
@@ -17,12 +28,14 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from consumers.delivery.dispatcher import Dispatcher
+from consumers.delivery.lanes import Item, Lane
 from consumers.delivery.sender import Sender
 from synctec_webhooks import deadletter
 from synctec_webhooks.config import Settings
@@ -39,6 +52,8 @@ from synctec_webhooks.subscriptions import SubscriptionTable
 
 logger = logging.getLogger(__name__)
 
+_POISON_LANE = ""  # undecodable records have no webhook; they share one lane
+
 
 class WorkerCrashed(RuntimeError):
     """A dispatch failed in a way that must not be skipped; restart re-delivers it."""
@@ -46,21 +61,31 @@ class WorkerCrashed(RuntimeError):
 
 class ConsumeDispatchWorker:
     role = "worker"
+    # Delivery topics are per webhook, so a lane's partitions are its own to pause;
+    # retry topics are shared, and the retry worker bounds its lanes by memory only.
+    pause_lanes = True
 
     def __init__(self, settings: Settings, codec: Codec, table: SubscriptionTable) -> None:
         self.settings = settings
         self.codec = codec
         self.table = table
         self.tracker = OffsetTracker()
-        self._slots = asyncio.Semaphore(settings.max_in_flight)
-        self._chains: dict[tuple[str, int, bytes | None], asyncio.Task[None]] = {}
+        self._http_slots = asyncio.Semaphore(settings.max_in_flight)
+        self._lanes: dict[str, Lane] = {}
+        self._holding = 0  # records consumed and not finished, all lanes
+        self._room = asyncio.Event()  # set when _held drops below max_held
+        self._running: Counter[tuple[str, int]] = Counter()  # started records per partition
+        self._to_store: dict[tuple[str, int], int] = {}
+        self._paused: dict[tuple[str, int], str] = {}  # paused partition -> its lane
         self._tasks: set[asyncio.Task[None]] = set()
         self._fatal: BaseException | None = None
+        self._stop = asyncio.Event()
         self._progress = asyncio.Event()  # set whenever a record finishes
         self.consumer: AsyncConsumer | None = None
         self.dispatcher: Dispatcher | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.drain_timeout = settings.http_timeout + 5.0
+        self.max_held = settings.max_held
 
     # --- hooks for subclasses -------------------------------------------------------
 
@@ -81,6 +106,7 @@ class ConsumeDispatchWorker:
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         self.loop = asyncio.get_running_loop()
+        self._stop = stop
         sender = Sender(self.settings)
         await sender.start()
         producer = AsyncProducer(self.settings, self.role)
@@ -94,88 +120,195 @@ class ConsumeDispatchWorker:
             ready.set()
         try:
             while not stop.is_set() and self._fatal is None:
+                if self._holding >= self.max_held:
+                    # Full: wait for room rather than fetch more (consume is what
+                    # serves rebalances, so never for long).
+                    self._room.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._room.wait(), 0.2)
+                    self._store_offsets()
+                    continue
                 msgs = await self.consumer.consume(500, 0.2)
+                touched: set[Lane] = set()
                 for msg in data_messages(msgs, self.role):
-                    await self._slots.acquire()
-                    self._start(msg, stop)
+                    lane = self._accept(msg)
+                    if lane is not None:
+                        touched.add(lane)
+                for lane in touched:
+                    self._top_up(lane)
+                self._store_offsets()
             if self._fatal is not None:
                 raise WorkerCrashed(f"{self.role} worker stopped: {self._fatal}") from self._fatal
         finally:
             await self._shutdown(producer, sender)
 
-    def _start(self, msg: Message, stop: asyncio.Event) -> None:
+    def _accept(self, msg: Message) -> Lane | None:
+        """Decode a record and queue it on its webhook's lane."""
         topic, partition, offset = position(msg)
-        source = deadletter.Source(topic, partition, offset)
+        value = msg.value() or b""
         try:
-            _, record = self.codec.decode(topic, msg.value() or b"")
+            _, record = self.codec.decode(topic, value)
         except SerializationError as exc:
             if exc.retriable:
                 raise WorkerCrashed(f"cannot decode for now, restart to retry: {exc}") from exc
-            self._spawn(msg, None, self._poison(msg, source, str(exc), stop))
-            return
+            item = Item(topic, partition, offset, None, None, raw=msg.value(), detail=str(exc))
+            return self._queue(_POISON_LANE, item)
         if not self.admit(msg, record):
-            self._slots.release()
-            return
-        assert self.dispatcher is not None
-        self._spawn(
-            msg, (topic, partition, msg.key()), self.dispatcher.handle(record, source, stop)
+            return None
+        return self._queue(record["webhook_id"], Item(topic, partition, offset, msg.key(), record))
+
+    def _queue(self, webhook_id: str, item: Item) -> Lane:
+        self.tracker.add(item.topic, item.partition, item.offset)
+        self._holding += 1
+        lane = self._lanes.get(webhook_id)
+        if lane is None:
+            lane = self._lanes[webhook_id] = self._new_lane(webhook_id)
+        lane.push(item)
+        if self.pause_lanes and webhook_id != _POISON_LANE:
+            tp = (item.topic, item.partition)
+            if lane.paused and tp not in self._paused:
+                self._pause_lane(lane, [tp])  # assigned to us since the lane was paused
+            elif not lane.paused and lane.held >= self.lane_cap(lane):
+                self._pause_lane(lane, self._lane_partitions(lane, tp))
+        return lane
+
+    def _new_lane(self, webhook_id: str) -> Lane:
+        max_in_flight, rate = self._limits_of(webhook_id)
+        return Lane.new(webhook_id, max_in_flight, rate, self.settings.retry.retry_after_max)
+
+    def _limits_of(self, webhook_id: str) -> tuple[int, float | None]:
+        """The webhook's own limits, else the worker's defaults."""
+        sub = self.table.get(webhook_id)
+        max_in_flight = (sub.max_in_flight if sub else None) or (
+            self.settings.max_in_flight_per_endpoint
         )
+        rate = (sub.rate_limit if sub else None) or self.settings.rate_limit_per_endpoint
+        return min(max_in_flight, self.settings.max_in_flight), rate
 
-    async def _poison(
-        self, msg: Message, source: deadletter.Source, detail: str, stop: asyncio.Event
-    ) -> None:
+    def lane_cap(self, lane: Lane) -> int:
+        """Records a lane may hold before its partitions are paused."""
+        return max(4 * lane.control.ceiling, 200)
+
+    # --- runners --------------------------------------------------------------------
+
+    def _top_up(self, lane: Lane) -> None:
+        for _ in range(lane.wanted_runners()):
+            lane.runners += 1
+            task = asyncio.create_task(self._runner(lane))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _runner(self, lane: Lane) -> None:
+        """Take the lane's records one by one while it has some it may start."""
+        assert self.loop is not None
+        loop = self.loop
+        try:
+            while lane.ready and self._fatal is None and not self._stop.is_set():
+                if lane.runners > lane.control.limit:
+                    return  # the endpoint throttled: fewer runners from now on
+                wait = lane.pace(loop.time())
+                if wait > 0:
+                    await self._sleep(wait)
+                    continue
+                item = lane.take()
+                tp = (item.topic, item.partition)
+                self._running[tp] += 1
+                try:
+                    async with self._http_slots:
+                        status, retry_after = await self._dispatch(item)
+                except Exception as exc:
+                    # Never mark an unfinished record done: stop, and let a restart redo it.
+                    logger.exception(
+                        "%s: dispatch of %s/%d@%d failed",
+                        self.role, item.topic, item.partition, item.offset,
+                    )  # fmt: skip
+                    self._fatal = exc
+                    return
+                finally:
+                    self._running[tp] -= 1
+                    self._progress.set()
+                lane.done(item)
+                lane.on_answer(status, retry_after, loop.time())
+                self._released(lane)
+                self._finished(item.topic, item.partition, item.offset)
+                if lane.wanted_runners():  # the AIMD limit grew back
+                    self._top_up(lane)
+        finally:
+            lane.runners -= 1
+
+    async def _dispatch(self, item: Item) -> tuple[int | None, float | None]:
         assert self.dispatcher is not None
-        await self.dispatcher.dead_letter(
-            deadletter.UNDECODABLE, detail, None, source, stop, raw=msg.value()
-        )
+        source = deadletter.Source(item.topic, item.partition, item.offset)
+        if item.record is None:
+            await self.dispatcher.dead_letter(
+                deadletter.UNDECODABLE, item.detail, None, source, self._stop, raw=item.raw
+            )
+            return None, None
+        handled = await self.dispatcher.handle(item.record, source, self._stop)
+        lane = self._lanes.get(item.record["webhook_id"])
+        if lane is not None and handled.subscription is not lane.subscription:
+            # First record of the lane, or the webhook was updated: its limits may differ.
+            assert self.loop is not None
+            lane.subscription = handled.subscription
+            lane.configure(*self._limits_of(lane.webhook_id), self.loop.time())
+        return handled.status, handled.retry_after
 
-    def _spawn(
-        self, msg: Message, chain_key: tuple[str, int, bytes | None] | None, work: Any
-    ) -> None:
-        topic, partition, offset = position(msg)
-        self.tracker.add(topic, partition, offset)
-        previous = self._chains.get(chain_key) if chain_key else None
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, but wake up at once on stop (a Retry-After may be an hour)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
 
-        async def run() -> None:
-            try:
-                if previous is not None:
-                    await asyncio.wait([previous])
-                await work
-            except Exception as exc:
-                # Never mark an unfinished record done: stop, and let a restart redo it.
-                logger.exception(
-                    "%s: dispatch of %s/%d@%d failed", self.role, topic, partition, offset
-                )
-                self._fatal = exc
-                return
-            finally:
-                self._slots.release()
-                self._progress.set()
-            self._finished(topic, partition, offset)
-
-        task = asyncio.create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        if chain_key is not None:
-            self._chains[chain_key] = task
-            task.add_done_callback(lambda t: self._unchain(chain_key, t))
-
-    def _unchain(self, key: tuple[str, int, bytes | None], task: asyncio.Task[None]) -> None:
-        if self._chains.get(key) is task:
-            del self._chains[key]
+    def _released(self, lane: Lane) -> None:
+        self._holding -= 1
+        if self._holding < self.max_held:
+            self._room.set()
+        if lane.paused and lane.held <= self.lane_cap(lane) // 2:
+            self._resume_lane(lane)
 
     def _finished(self, topic: str, partition: int, offset: int) -> None:
         position = self.tracker.done(topic, partition, offset)
-        if position is None or self.consumer is None:
+        if position is not None:
+            self._to_store[(topic, partition)] = position
+
+    def _store_offsets(self) -> None:
+        """Store every partition's new committable position in one call."""
+        if not self._to_store or self.consumer is None:
             return
+        pending, self._to_store = self._to_store, {}
+        offsets = [TopicPartition(t, p, o) for (t, p), o in pending.items()]
         try:
-            self.consumer.consumer.store_offsets(
-                offsets=[TopicPartition(topic, partition, position)]
-            )
+            self.consumer.consumer.store_offsets(offsets=offsets)
         except KafkaException as exc:
-            # _STATE: the partition was revoked meanwhile; its new owner redoes the rest.
+            # _STATE: every partition was revoked meanwhile; the new owners redo the rest.
             if exc.args[0].code() != KafkaError._STATE:
                 raise
+
+    # --- pausing --------------------------------------------------------------------
+
+    def _lane_partitions(self, lane: Lane, tp: tuple[str, int]) -> list[tuple[str, int]]:
+        topic = tp[0]
+        assert self.consumer is not None
+        mine = [(p.topic, p.partition) for p in self.consumer.consumer.assignment()]
+        return [x for x in mine if x[0] == topic] or [tp]
+
+    def _pause_lane(self, lane: Lane, partitions: list[tuple[str, int]]) -> None:
+        assert self.consumer is not None
+        lane.paused = True
+        fresh = [tp for tp in partitions if tp not in self._paused]
+        for tp in fresh:
+            self._paused[tp] = lane.webhook_id
+        with contextlib.suppress(KafkaException):  # a partition revoked meanwhile
+            self.consumer.consumer.pause([TopicPartition(t, p) for t, p in fresh])
+        logger.debug("lane %s paused at %d records", lane.webhook_id, lane.held)
+
+    def _resume_lane(self, lane: Lane) -> None:
+        assert self.consumer is not None
+        lane.paused = False
+        mine = [tp for tp, wh in self._paused.items() if wh == lane.webhook_id]
+        for tp in mine:
+            del self._paused[tp]
+        with contextlib.suppress(KafkaException):
+            self.consumer.consumer.resume([TopicPartition(t, p) for t, p in mine])
 
     # --- rebalance and shutdown ---------------------------------------------------
 
@@ -191,33 +324,40 @@ class ConsumeDispatchWorker:
         _commit(consumer)
 
     async def _drain(self, partitions: Sequence[TopicPartition]) -> None:
+        revoked = {(tp.topic, tp.partition) for tp in partitions}
+        for lane in self._lanes.values():
+            dropped = lane.drop(revoked)
+            for _ in range(dropped):
+                self._released(lane)
         deadline = time.monotonic() + self.drain_timeout
-        while any(self.tracker.in_flight(tp.topic, tp.partition) for tp in partitions):
+        while any(self._running[tp] for tp in revoked):
             self._progress.clear()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._progress.wait(), remaining)
-        for tp in partitions:
-            left = self.tracker.in_flight(tp.topic, tp.partition)
+        for topic, partition in revoked:
+            left = self._running.pop((topic, partition), 0)
             if left:
                 logger.warning(
                     "%s: %d records of %s/%d unfinished at revoke; the next owner redoes them",
-                    self.role,
-                    left,
-                    tp.topic,
-                    tp.partition,
-                )
-            self.tracker.forget(tp.topic, tp.partition)
+                    self.role, left, topic, partition,
+                )  # fmt: skip
+            self.tracker.forget(topic, partition)
+            self._paused.pop((topic, partition), None)
+        self._store_offsets()
         self.on_revoked(partitions)
 
     async def _shutdown(self, producer: AsyncProducer, sender: Sender) -> None:
+        # Runners stop taking records once stop is set; started POSTs finish.
+        self._stop.set()
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=self.drain_timeout)
             for task in pending:
                 task.cancel()
         if self.consumer is not None:
+            self._store_offsets()
             await self.consumer.call(_commit, self.consumer.consumer)
             await self.consumer.close()
         producer.close()

@@ -9,6 +9,7 @@ subscription finds it before the first delivery record arrives.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import uuid
 from collections.abc import Sequence
@@ -65,11 +66,17 @@ class SubscriptionWriter:
         events: str | Sequence[str],
         description: str | None = None,
         secret: str | None = None,
+        max_in_flight: int | None = None,
+        rate_limit: float | None = None,
     ) -> Subscription:
         try:
             url = validate_webhook_url(url)
         except ValueError as exc:
             raise InvalidSubscription(str(exc)) from None
+        if max_in_flight is not None and max_in_flight < 1:
+            raise InvalidSubscription(f"max_in_flight: must be at least 1, got {max_in_flight}")
+        if rate_limit is not None and not (math.isfinite(rate_limit) and rate_limit > 0):
+            raise InvalidSubscription(f"rate_limit: must be a number > 0, got {rate_limit}")
         now = int(time.time() * 1000)
         sub = Subscription(
             id=new_webhook_id(),
@@ -80,6 +87,8 @@ class SubscriptionWriter:
             enabled=True,
             created_at=now,
             updated_at=now,
+            max_in_flight=max_in_flight,
+            rate_limit=rate_limit,
         )
         self._admin.ensure([delivery_topic_spec(self._settings, sub.id)])
         self.put(sub)

@@ -26,7 +26,7 @@ def _print_json(obj: Any) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from synctec_webhooks.app import install_stop_handlers, run_workers, setup_logging
+    from synctec_webhooks.app import install_stop_handlers, run_loop, run_workers, setup_logging
 
     setup_logging()
     settings = _settings()
@@ -36,7 +36,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         install_stop_handlers(stop)
         await run_workers(settings, [args.role], stop)
 
-    asyncio.run(main())
+    run_loop(main())
     return 0
 
 
@@ -86,7 +86,13 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
     writer = SubscriptionWriter(_settings())
     if args.action == "add":
         try:
-            sub = writer.add(args.url, args.events, description=args.description)
+            sub = writer.add(
+                args.url,
+                args.events,
+                description=args.description,
+                max_in_flight=args.max_in_flight,
+                rate_limit=args.rate_limit,
+            )
         except InvalidSubscription as exc:
             print(f"error: {exc}; nothing was saved", file=sys.stderr)
             return 2
@@ -202,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--url", required=True)
     a.add_argument("--events", required=True, help="comma-separated event types, or '*'")
     a.add_argument("--description")
+    a.add_argument("--max-in-flight", type=int, help="POSTs in flight to it per worker")
+    a.add_argument("--rate-limit", type=float, help="requests per second to it per worker")
     a.add_argument("--json", action="store_true")
     a = wsub.add_parser("list", help="list webhooks")
     a.add_argument("--json", action="store_true", help="one JSON object per line")

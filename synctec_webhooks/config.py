@@ -68,6 +68,9 @@ class Settings:
     http_timeout: float = 10.0
     max_in_flight: int = 1000
     max_in_flight_per_endpoint: int = 20
+    # Requests/s to one webhook per worker process; None = no limit. A webhook's own
+    # `rate_limit` (subscription field) wins over this default.
+    rate_limit_per_endpoint: float | None = None
     response_body_limit: int = 64 * 1024
     events_partitions: int = 6
     delivery_partitions: int = 3
@@ -113,6 +116,7 @@ class Settings:
             max_in_flight_per_endpoint=_int(
                 env, "SYNCTEC_MAX_IN_FLIGHT_PER_ENDPOINT", cls.max_in_flight_per_endpoint
             ),
+            rate_limit_per_endpoint=(_float(env, "SYNCTEC_RATE_LIMIT_PER_ENDPOINT", 0.0) or None),
             response_body_limit=_int(env, "SYNCTEC_RESPONSE_BODY_LIMIT", cls.response_body_limit),
             events_partitions=_int(env, "SYNCTEC_EVENTS_PARTITIONS", cls.events_partitions),
             delivery_partitions=_int(env, "SYNCTEC_DELIVERY_PARTITIONS", cls.delivery_partitions),
@@ -127,6 +131,11 @@ class Settings:
                 env, "SYNCTEC_TRANSACTION_TIMEOUT_MS", cls.transaction_timeout_ms
             ),
         )
+
+    @property
+    def max_held(self) -> int:
+        """Records a worker holds at most (in flight, or queued for their endpoint)."""
+        return max(10_000, 2 * self.max_in_flight)
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]

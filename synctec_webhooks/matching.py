@@ -25,6 +25,10 @@ class Subscription:
     enabled: bool = True
     created_at: int = 0
     updated_at: int = 0
+    # Per-webhook limits; None means the worker's defaults (SYNCTEC_MAX_IN_FLIGHT_PER_
+    # ENDPOINT, SYNCTEC_RATE_LIMIT_PER_ENDPOINT).
+    max_in_flight: int | None = None
+    rate_limit: float | None = None  # requests per second
 
     def __post_init__(self) -> None:
         # A list from JSON or Avro would make the frozen object mutable through it.

@@ -8,7 +8,7 @@ import logging
 import os
 from pathlib import Path
 
-from synctec_webhooks.app import ROLES, install_stop_handlers, run_workers, setup_logging
+from synctec_webhooks.app import ROLES, install_stop_handlers, run_loop, run_workers, setup_logging
 from synctec_webhooks.broker import BrokerError, LocalBroker
 from synctec_webhooks.config import Settings
 
@@ -65,7 +65,7 @@ def run_all(json_output: bool, data_dir: Path | None) -> int:
         await run_workers(settings, ROLES, stop, on_ready)
 
     try:
-        asyncio.run(main())
+        run_loop(main())
     finally:
         if broker is not None:
             broker.stop()

@@ -49,6 +49,8 @@ def to_record(sub: Subscription) -> dict[str, Any]:
         "enabled": sub.enabled,
         "created_at": sub.created_at,
         "updated_at": sub.updated_at,
+        "max_in_flight": sub.max_in_flight,
+        "rate_limit": sub.rate_limit,
     }
 
 
@@ -62,6 +64,8 @@ def from_record(rec: dict[str, Any]) -> Subscription:
         enabled=rec.get("enabled", True),
         created_at=rec.get("created_at", 0),
         updated_at=rec.get("updated_at", 0),
+        max_in_flight=rec.get("max_in_flight"),
+        rate_limit=rec.get("rate_limit"),
     )
 
 

@@ -1,9 +1,9 @@
 """One delivery attempt end to end, shared by the delivery and the retry workers.
 
-look up the webhook -> sign -> POST (at most N in flight per webhook) -> decide ->
-hand the record on (retry tier or dead-letter topic) and wait for the broker's ack.
-`handle` returns only when the record's fate is durable, so the caller may then mark
-its offset finished.
+look up the webhook -> sign -> POST -> decide -> hand the record on (retry tier or
+dead-letter topic) and wait for the broker's ack. `handle` returns only when the
+record's fate is durable, so the caller may then mark its offset finished. How many
+POSTs run at once, per webhook and in all, is the worker's business (its lanes).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import schemas
@@ -23,12 +23,23 @@ from synctec_webhooks import deadletter
 from synctec_webhooks.config import Settings
 from synctec_webhooks.dlq import DeadLetterWriter
 from synctec_webhooks.kafka import AsyncProducer, produce_until_acked
+from synctec_webhooks.matching import Subscription
 from synctec_webhooks.serialization import Codec
 from synctec_webhooks.signing import signature_headers
 from synctec_webhooks.subscriptions import SubscriptionTable
 from synctec_webhooks.topics import Topics
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """What `handle` did, and what the endpoint answered (for the lane's pacing)."""
+
+    result: str  # "delivered", "retry", or a dead-letter reason
+    status: int | None = None
+    retry_after: float | None = None
+    subscription: Subscription | None = None
 
 
 @dataclass
@@ -57,45 +68,39 @@ class Dispatcher:
         self._sender = sender
         self._clock = clock
         self._topics = Topics(settings.topic_prefix)
-        self._per_endpoint: dict[str, asyncio.Semaphore] = {}
         self._dead_letters = DeadLetterWriter(settings, codec, producer, clock)
         self.counters = Counters()
 
-    def _slot(self, webhook_id: str) -> asyncio.Semaphore:
-        sem = self._per_endpoint.get(webhook_id)
-        if sem is None:
-            sem = self._per_endpoint[webhook_id] = asyncio.Semaphore(
-                self._settings.max_in_flight_per_endpoint
-            )
-        return sem
-
     async def handle(
         self, record: dict[str, Any], source: deadletter.Source, stop: asyncio.Event
-    ) -> str:
+    ) -> Handled:
         """Attempt the delivery and make its outcome durable; returns what happened."""
         sub = await self._table.lookup(record["webhook_id"])
         if sub is None:
             detail = f"webhook {record['webhook_id']} does not exist (removed before delivery)"
             await self.dead_letter(deadletter.WEBHOOK_NOT_FOUND, detail, record, source, stop)
-            return deadletter.WEBHOOK_NOT_FOUND
+            return Handled(deadletter.WEBHOOK_NOT_FOUND)
         body = record["payload"].encode("utf-8")
-        async with self._slot(sub.id):
-            timestamp = int(self._clock())
-            headers = signature_headers(
-                secrets=[sub.secret],
-                event_type=record["event_type"],
-                event_id=record["event_id"],
-                delivery_id=record["delivery_id"],
-                attempt=record["attempt"],
-                timestamp=timestamp,
-                body=body,
-            )
-            outcome = await self._sender.post(sub.url, body, headers)
+        headers = signature_headers(
+            secrets=[sub.secret],
+            event_type=record["event_type"],
+            event_id=record["event_id"],
+            delivery_id=record["delivery_id"],
+            attempt=record["attempt"],
+            timestamp=int(self._clock()),
+            body=body,
+        )
+        outcome = await self._sender.post(sub.url, body, headers)
         self.counters.attempts += 1
+        answered = Handled("", outcome.status, outcome.retry_after, sub)
+        if outcome.ok:
+            # The common case needs no decision record (no history entry to build).
+            self.counters.delivered += 1
+            return replace(answered, result="delivered")
         decision = decide(record, outcome, self._settings.retry, int(self._clock() * 1000), sub.url)
         if isinstance(decision, Delivered):
             self.counters.delivered += 1
-            return "delivered"
+            return replace(answered, result="delivered")
         if isinstance(decision, ScheduleRetry):
             topic = self._topics.retry(decision.tier)
             value = self._codec.encode(topic, schemas.DELIVERY, decision.record)
@@ -111,10 +116,10 @@ class Dispatcher:
                 decision.tier,
                 decision.record["not_before"] / 1000 - self._clock(),
             )
-            return "retry"
+            return replace(answered, result="retry")
         assert isinstance(decision, DeadLetter)
         await self.dead_letter(decision.reason, decision.detail, decision.record, source, stop)
-        return decision.reason
+        return replace(answered, result=decision.reason)
 
     async def dead_letter(
         self,

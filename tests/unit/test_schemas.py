@@ -35,6 +35,7 @@ FIELDS = {
     ],
     "com.synctec.webhooks.Subscription": [
         "id", "url", "events", "secret", "description", "enabled", "created_at", "updated_at",
+        "max_in_flight", "rate_limit",
     ],
     "com.synctec.webhooks.Delivery": [
         "delivery_id", "webhook_id", "event_id", "event_type", "partition_key", "payload",

@@ -101,6 +101,8 @@ RECORDS: dict[str, dict[str, Any]] = {
         "enabled": True,
         "created_at": 1738161000000,
         "updated_at": 0,
+        "max_in_flight": 5,
+        "rate_limit": 2.5,
     },
     "com.synctec.webhooks.Delivery": _DELIVERY,
     "com.synctec.webhooks.DeadLetter": {
