@@ -37,7 +37,7 @@ class Item:
         return (self.topic, self.partition, self.key)
 
 
-@dataclass
+@dataclass(eq=False)  # identity: lanes go in sets
 class Lane:
     webhook_id: str
     control: AdaptiveLimit
