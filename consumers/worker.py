@@ -11,7 +11,7 @@ optional rate); runner coroutines take records from it, so a slow endpoint occup
 only its own lane's runners, and takes one of the worker's `max_in_flight` HTTP slots
 only while a POST is actually open. A lane holding more than `lane_cap` records has its
 partitions paused (delivery topics are per webhook), so its backlog waits in Kafka and
-the rest of the stream flows; the lane resumes at half. A partition that arrives
+the rest of the stream flows; the lane resumes at a quarter. A partition that arrives
 unpaused for a paused lane (after a rebalance) is paused at its first record.
 
 Offsets of finished records are stored in batches, once per consume round and before
@@ -77,6 +77,8 @@ class ConsumeDispatchWorker:
         self._running: Counter[tuple[str, int]] = Counter()  # started records per partition
         self._to_store: dict[tuple[str, int], int] = {}
         self._paused: dict[tuple[str, int], str] = {}  # paused partition -> its lane
+        self._to_pause: set[tuple[str, int]] = set()
+        self._to_resume: set[tuple[str, int]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._fatal: BaseException | None = None
         self._stop = asyncio.Event()
@@ -126,6 +128,7 @@ class ConsumeDispatchWorker:
                     self._room.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._room.wait(), 0.2)
+                    self._apply_pauses()
                     self._store_offsets()
                     continue
                 msgs = await self.consumer.consume(500, 0.2)
@@ -136,6 +139,7 @@ class ConsumeDispatchWorker:
                         touched.add(lane)
                 for lane in touched:
                     self._top_up(lane)
+                self._apply_pauses()
                 self._store_offsets()
             if self._fatal is not None:
                 raise WorkerCrashed(f"{self.role} worker stopped: {self._fatal}") from self._fatal
@@ -169,7 +173,7 @@ class ConsumeDispatchWorker:
             if lane.paused and tp not in self._paused:
                 self._pause_lane(lane, [tp])  # assigned to us since the lane was paused
             elif not lane.paused and lane.held >= self.lane_cap(lane):
-                self._pause_lane(lane, self._lane_partitions(lane, tp))
+                self._pause_lane(lane, self._lane_partitions(tp))
         return lane
 
     def _new_lane(self, webhook_id: str) -> Lane:
@@ -186,8 +190,9 @@ class ConsumeDispatchWorker:
         return min(max_in_flight, self.settings.max_in_flight), rate
 
     def lane_cap(self, lane: Lane) -> int:
-        """Records a lane may hold before its partitions are paused."""
-        return max(4 * lane.control.ceiling, 200)
+        """Records a lane may hold before its partitions are paused (it resumes at a
+        quarter: wide, so that a busy healthy lane pauses seldom)."""
+        return max(8 * lane.control.ceiling, 400)
 
     # --- runners --------------------------------------------------------------------
 
@@ -262,7 +267,7 @@ class ConsumeDispatchWorker:
         self._holding -= 1
         if self._holding < self.max_held:
             self._room.set()
-        if lane.paused and lane.held <= self.lane_cap(lane) // 2:
+        if lane.paused and lane.held <= self.lane_cap(lane) // 4:
             self._resume_lane(lane)
 
     def _finished(self, topic: str, partition: int, offset: int) -> None:
@@ -285,30 +290,41 @@ class ConsumeDispatchWorker:
 
     # --- pausing --------------------------------------------------------------------
 
-    def _lane_partitions(self, lane: Lane, tp: tuple[str, int]) -> list[tuple[str, int]]:
-        topic = tp[0]
+    def _lane_partitions(self, tp: tuple[str, int]) -> list[tuple[str, int]]:
+        """Every partition of the lane's topic assigned to us (delivery topics are per
+        webhook), not only the one a record came from."""
         assert self.consumer is not None
         mine = [(p.topic, p.partition) for p in self.consumer.consumer.assignment()]
-        return [x for x in mine if x[0] == topic] or [tp]
+        return [x for x in mine if x[0] == tp[0]] or [tp]
 
     def _pause_lane(self, lane: Lane, partitions: list[tuple[str, int]]) -> None:
-        assert self.consumer is not None
         lane.paused = True
-        fresh = [tp for tp in partitions if tp not in self._paused]
-        for tp in fresh:
-            self._paused[tp] = lane.webhook_id
-        with contextlib.suppress(KafkaException):  # a partition revoked meanwhile
-            self.consumer.consumer.pause([TopicPartition(t, p) for t, p in fresh])
+        for tp in partitions:
+            if tp not in self._paused:
+                self._paused[tp] = lane.webhook_id
+                self._to_pause.add(tp)
+                self._to_resume.discard(tp)
         logger.debug("lane %s paused at %d records", lane.webhook_id, lane.held)
 
     def _resume_lane(self, lane: Lane) -> None:
-        assert self.consumer is not None
         lane.paused = False
-        mine = [tp for tp, wh in self._paused.items() if wh == lane.webhook_id]
-        for tp in mine:
+        for tp in lane.pause_partitions(self._paused):
             del self._paused[tp]
-        with contextlib.suppress(KafkaException):
-            self.consumer.consumer.resume([TopicPartition(t, p) for t, p in mine])
+            self._to_resume.add(tp)
+            self._to_pause.discard(tp)
+
+    def _apply_pauses(self) -> None:
+        """One pause and one resume call per consume round: each call takes librdkafka's
+        locks, and at full load lanes fill and drain many times a second."""
+        assert self.consumer is not None
+        c = self.consumer.consumer
+        with contextlib.suppress(KafkaException):  # a partition revoked meanwhile
+            if self._to_pause:
+                c.pause([TopicPartition(t, p) for t, p in self._to_pause])
+            if self._to_resume:
+                c.resume([TopicPartition(t, p) for t, p in self._to_resume])
+        self._to_pause.clear()
+        self._to_resume.clear()
 
     # --- rebalance and shutdown ---------------------------------------------------
 
@@ -346,6 +362,8 @@ class ConsumeDispatchWorker:
                 )  # fmt: skip
             self.tracker.forget(topic, partition)
             self._paused.pop((topic, partition), None)
+            self._to_pause.discard((topic, partition))
+            self._to_resume.discard((topic, partition))
         self._store_offsets()
         self.on_revoked(partitions)
 

@@ -113,6 +113,10 @@ class Lane:
             self.held -= dropped
         return dropped
 
+    def pause_partitions(self, paused: dict[tuple[str, int], str]) -> list[tuple[str, int]]:
+        """This lane's entries in the worker's paused-partition table."""
+        return [tp for tp, webhook in paused.items() if webhook == self.webhook_id]
+
     # --- pacing ----------------------------------------------------------------------
 
     def wanted_runners(self) -> int:
