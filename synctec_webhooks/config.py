@@ -82,6 +82,8 @@ class Settings:
     instance_id: str = "0"
     fanout_batch_max: int = 500
     fanout_batch_ms: int = 50
+    # Delivery records per fan-out transaction (a batch is split into several).
+    fanout_max_records: int = 50_000
     transaction_timeout_ms: int = 10_000
     session_timeout_ms: int = 10_000
     kafka_debug: str = ""
@@ -125,6 +127,7 @@ class Settings:
             instance_id=_instance_id(env),
             fanout_batch_max=_int(env, "SYNCTEC_FANOUT_BATCH_MAX", cls.fanout_batch_max),
             fanout_batch_ms=_int(env, "SYNCTEC_FANOUT_BATCH_MS", cls.fanout_batch_ms),
+            fanout_max_records=_int(env, "SYNCTEC_FANOUT_MAX_RECORDS", cls.fanout_max_records),
             kafka_debug=env.get("SYNCTEC_KAFKA_DEBUG", ""),
             session_timeout_ms=_int(env, "SYNCTEC_SESSION_TIMEOUT_MS", cls.session_timeout_ms),
             transaction_timeout_ms=_int(
