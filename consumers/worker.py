@@ -192,7 +192,7 @@ class ConsumeDispatchWorker:
     def lane_cap(self, lane: Lane) -> int:
         """Records a lane may hold before its partitions are paused (it resumes at a
         quarter: wide, so that a busy healthy lane pauses seldom)."""
-        return max(8 * lane.control.ceiling, 400)
+        return max(8 * lane.control.ceiling, self.settings.lane_cap)
 
     # --- runners --------------------------------------------------------------------
 
@@ -211,10 +211,15 @@ class ConsumeDispatchWorker:
             while lane.ready and self._fatal is None and not self._stop.is_set():
                 if lane.runners > lane.control.limit:
                     return  # the endpoint throttled: fewer runners from now on
-                wait = lane.pace(loop.time())
-                if wait > 0:
-                    await self._sleep(wait)
+                blocked = lane.blocked(loop.time())
+                if blocked > 0:
+                    await self._sleep(blocked)
                     continue
+                wait = lane.reserve(loop.time())
+                if wait > 0:
+                    await self._sleep(wait)  # the booked slot is this runner's: keep it
+                    if not lane.ready or self._stop.is_set():
+                        return
                 item = lane.take()
                 tp = (item.topic, item.partition)
                 self._running[tp] += 1

@@ -71,6 +71,9 @@ class Settings:
     # Requests/s to one webhook per worker process; None = no limit. A webhook's own
     # `rate_limit` (subscription field) wins over this default.
     rate_limit_per_endpoint: float | None = None
+    # Records a delivery worker holds for one webhook before it pauses the webhook's
+    # partitions (at least 8x its max in flight); it resumes at a quarter.
+    lane_cap: int = 400
     response_body_limit: int = 64 * 1024
     events_partitions: int = 6
     delivery_partitions: int = 3
@@ -119,6 +122,7 @@ class Settings:
                 env, "SYNCTEC_MAX_IN_FLIGHT_PER_ENDPOINT", cls.max_in_flight_per_endpoint
             ),
             rate_limit_per_endpoint=(_float(env, "SYNCTEC_RATE_LIMIT_PER_ENDPOINT", 0.0) or None),
+            lane_cap=_int(env, "SYNCTEC_LANE_CAP", cls.lane_cap),
             response_body_limit=_int(env, "SYNCTEC_RESPONSE_BODY_LIMIT", cls.response_body_limit),
             events_partitions=_int(env, "SYNCTEC_EVENTS_PARTITIONS", cls.events_partitions),
             delivery_partitions=_int(env, "SYNCTEC_DELIVERY_PARTITIONS", cls.delivery_partitions),

@@ -124,11 +124,12 @@ class Lane:
         want = min(self.control.limit, self.in_flight + len(self._ready))
         return max(0, want - self.runners)
 
-    def pace(self, now: float) -> float:
-        """Seconds to wait before the next POST: a Retry-After, else the rate limit."""
-        blocked = self.control.wait(now)
-        if blocked > 0:
-            return blocked
+    def blocked(self, now: float) -> float:
+        """Seconds before any POST may start: what is left of a Retry-After or backoff."""
+        return self.control.wait(now)
+
+    def reserve(self, now: float) -> float:
+        """Book the next POST under the rate limit; seconds to wait before sending it."""
         return self.bucket.reserve(now) if self.bucket is not None else 0.0
 
     def on_answer(self, status: int | None, retry_after: float | None, now: float) -> None:

@@ -62,12 +62,14 @@ def test_drop_forgets_queued_records_of_revoked_partitions_only() -> None:
     assert lane.ready == 0
 
 
-def test_pace_waits_for_retry_after_then_for_the_rate() -> None:
+def test_a_lane_is_blocked_by_retry_after_and_paced_by_its_rate() -> None:
     lane = Lane.new("wh_1", 10, rate=2.0, retry_after_max=60)
     lane.on_answer(503, 3.0, now=10.0)
-    assert lane.pace(11.0) == pytest.approx(2.0)
-    assert lane.pace(13.0) == 0.0
-    assert lane.pace(13.0) == pytest.approx(0.5)
+    assert lane.blocked(11.0) == pytest.approx(2.0)
+    assert lane.blocked(13.0) == 0.0
+    assert lane.reserve(13.0) == 0.0
+    assert lane.reserve(13.0) == pytest.approx(0.5)
+    assert Lane.new("wh_2", 10, rate=None, retry_after_max=60).reserve(0.0) == 0.0
 
 
 def test_configure_changes_the_limits_of_a_live_lane() -> None:
