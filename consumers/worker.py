@@ -33,7 +33,7 @@ from synctec_webhooks.kafka import (
     data_messages,
     position,
 )
-from synctec_webhooks.offsets import OffsetTracker
+from synctec_webhooks.offsets import OffsetTracker, PartitionOffsets
 from synctec_webhooks.serialization import Codec, SerializationError
 from synctec_webhooks.subscriptions import SubscriptionTable
 
@@ -57,6 +57,7 @@ class ConsumeDispatchWorker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._fatal: BaseException | None = None
         self._progress = asyncio.Event()  # set whenever a record finishes
+        self._pauses: dict[tuple[str, int], set[str]] = {}
         self.consumer: AsyncConsumer | None = None
         self.dispatcher: Dispatcher | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -133,7 +134,20 @@ class ConsumeDispatchWorker:
         self, msg: Message, chain_key: tuple[str, int, bytes | None] | None, work: Any
     ) -> None:
         topic, partition, offset = position(msg)
-        self.tracker.add(topic, partition, offset)
+        tracked = self.tracker.partition(topic, partition)
+        if offset <= tracked.last:
+            # The consumer went back to the committed offset without a revoke we saw
+            # (an assignment lost to a session timeout, say): start a new generation, so
+            # the records still in flight from before cannot move the new one's offset.
+            logger.warning("%s: %s/%d rewound from %d to %d; tracking it afresh",
+                           self.role, topic, partition, tracked.last, offset)  # fmt: skip
+            self.tracker.forget(topic, partition)
+            tracked = self.tracker.partition(topic, partition)
+        tracked.add(offset)
+        if tracked.window >= self.settings.max_uncommitted:
+            # Bound what a crash can redo: stop fetching this partition until the
+            # finished prefix catches up with it.
+            self.pause_for(topic, partition, "window")
         previous = self._chains.get(chain_key) if chain_key else None
 
         async def run() -> None:
@@ -151,7 +165,7 @@ class ConsumeDispatchWorker:
             finally:
                 self._slots.release()
                 self._progress.set()
-            self._finished(topic, partition, offset)
+            self._finished(topic, partition, offset, tracked)
 
         task = asyncio.create_task(run())
         self._tasks.add(task)
@@ -164,10 +178,14 @@ class ConsumeDispatchWorker:
         if self._chains.get(key) is task:
             del self._chains[key]
 
-    def _finished(self, topic: str, partition: int, offset: int) -> None:
-        position = self.tracker.done(topic, partition, offset)
+    def _finished(self, topic: str, partition: int, offset: int, tracked: PartitionOffsets) -> None:
+        position = tracked.done(offset)
         if position is None or self.consumer is None:
             return
+        if self.tracker.current(topic, partition) is not tracked:
+            return  # revoked or rewound meanwhile: this generation commits nothing more
+        if tracked.window < self.settings.max_uncommitted // 2:
+            self.resume_for(topic, partition, "window")
         try:
             self.consumer.consumer.store_offsets(
                 offsets=[TopicPartition(topic, partition, position)]
@@ -176,6 +194,26 @@ class ConsumeDispatchWorker:
             # _STATE: the partition was revoked meanwhile; its new owner redoes the rest.
             if exc.args[0].code() != KafkaError._STATE:
                 raise
+
+    # --- pauses ---------------------------------------------------------------------
+
+    def pause_for(self, topic: str, partition: int, reason: str) -> None:
+        """Pause a partition for a reason; it resumes when no reason is left."""
+        assert self.consumer is not None
+        reasons = self._pauses.setdefault((topic, partition), set())
+        if not reasons:
+            self.consumer.consumer.pause([TopicPartition(topic, partition)])
+        reasons.add(reason)
+
+    def resume_for(self, topic: str, partition: int, reason: str) -> None:
+        reasons = self._pauses.get((topic, partition))
+        if not reasons or reason not in reasons:
+            return
+        reasons.discard(reason)
+        if not reasons:
+            del self._pauses[(topic, partition)]
+            assert self.consumer is not None
+            self.consumer.consumer.resume([TopicPartition(topic, partition)])
 
     # --- rebalance and shutdown ---------------------------------------------------
 
@@ -210,6 +248,8 @@ class ConsumeDispatchWorker:
                     tp.partition,
                 )
             self.tracker.forget(tp.topic, tp.partition)
+            # librdkafka forgets pauses of partitions it takes away; so do we.
+            self._pauses.pop((tp.topic, tp.partition), None)
         self.on_revoked(partitions)
 
     async def _shutdown(self, producer: AsyncProducer, sender: Sender) -> None:

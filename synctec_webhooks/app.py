@@ -12,6 +12,8 @@ import logging
 import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -103,3 +105,22 @@ async def run_workers(
         await table.stop()
         if poison_producer is not None:
             poison_producer.close()
+
+
+def leave_stuck_threads(code: int, grace: float = 3.0) -> int:
+    """Return `code`, or end the process now if a thread is stuck in the Kafka client.
+
+    A librdkafka call can block past its timeout (see docs/guarantees.md); Python would
+    then wait for that thread forever at exit, and the worker would never stop. Its
+    work is unfinished and uncommitted, so leaving it is safe: it is redone.
+    """
+    deadline = time.monotonic() + grace
+    for thread in threading.enumerate():
+        if thread is threading.current_thread() or thread.daemon:
+            continue
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            logger.error("thread %s is stuck in a client call; exiting without it", thread.name)
+            logging.shutdown()
+            os._exit(code)
+    return code

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -26,7 +27,12 @@ def _print_json(obj: Any) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from synctec_webhooks.app import install_stop_handlers, run_workers, setup_logging
+    from synctec_webhooks.app import (
+        install_stop_handlers,
+        leave_stuck_threads,
+        run_workers,
+        setup_logging,
+    )
 
     setup_logging()
     settings = _settings()
@@ -36,8 +42,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
         install_stop_handlers(stop)
         await run_workers(settings, [args.role], stop)
 
-    asyncio.run(main())
-    return 0
+    try:
+        asyncio.run(main())
+    except Exception:
+        # The traceback is the message: the worker stopped on an error it cannot
+        # skip, with its offsets uncommitted; a restart redoes the work.
+        logging.getLogger("synctec_webhooks").exception("%s worker failed", args.role)
+        return leave_stuck_threads(1)
+    return leave_stuck_threads(0)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -68,6 +68,9 @@ class Settings:
     http_timeout: float = 10.0
     max_in_flight: int = 1000
     max_in_flight_per_endpoint: int = 20
+    # Started-but-not-committed records per partition before it is paused: bounds what a
+    # crash redoes (one slow record holds the committed offset back for all after it).
+    max_uncommitted: int = 1000
     response_body_limit: int = 64 * 1024
     events_partitions: int = 6
     delivery_partitions: int = 3
@@ -113,6 +116,7 @@ class Settings:
             max_in_flight_per_endpoint=_int(
                 env, "SYNCTEC_MAX_IN_FLIGHT_PER_ENDPOINT", cls.max_in_flight_per_endpoint
             ),
+            max_uncommitted=_int(env, "SYNCTEC_MAX_UNCOMMITTED", cls.max_uncommitted),
             response_body_limit=_int(env, "SYNCTEC_RESPONSE_BODY_LIMIT", cls.response_body_limit),
             events_partitions=_int(env, "SYNCTEC_EVENTS_PARTITIONS", cls.events_partitions),
             delivery_partitions=_int(env, "SYNCTEC_DELIVERY_PARTITIONS", cls.delivery_partitions),

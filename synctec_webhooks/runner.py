@@ -8,7 +8,13 @@ import logging
 import os
 from pathlib import Path
 
-from synctec_webhooks.app import ROLES, install_stop_handlers, run_workers, setup_logging
+from synctec_webhooks.app import (
+    ROLES,
+    install_stop_handlers,
+    leave_stuck_threads,
+    run_workers,
+    setup_logging,
+)
 from synctec_webhooks.broker import BrokerError, LocalBroker
 from synctec_webhooks.config import Settings
 
@@ -64,10 +70,14 @@ def run_all(json_output: bool, data_dir: Path | None) -> int:
         install_stop_handlers(stop)
         await run_workers(settings, ROLES, stop, on_ready)
 
+    code = 0
     try:
         asyncio.run(main())
+    except Exception:
+        logger.exception("a worker failed; stopping everything")
+        code = 1
     finally:
         if broker is not None:
             broker.stop()
     logger.info("stopped")
-    return 0
+    return leave_stuck_threads(code)
