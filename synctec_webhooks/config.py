@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from synctec_webhooks.ops_settings import OpsConfigError, OpsSettings
 from synctec_webhooks.retry_policy import DEFAULT_DELAYS, RetryPolicy, parse_delays
 
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,80}$")
@@ -65,6 +66,8 @@ class Settings:
     # How often a pattern subscription looks for new per-endpoint delivery topics.
     metadata_refresh_ms: int = 2000
     state_dir: str = ".state"
+    # /metrics, /healthz, /readyz and the metrics' own options (ops_settings.py).
+    ops: OpsSettings = field(default_factory=OpsSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -101,7 +104,15 @@ class Settings:
             delivery_partitions=_int(env, "SYNCTEC_DELIVERY_PARTITIONS", cls.delivery_partitions),
             metadata_refresh_ms=_int(env, "SYNCTEC_METADATA_REFRESH_MS", cls.metadata_refresh_ms),
             state_dir=env.get("SYNCTEC_STATE_DIR", cls.state_dir),
+            ops=_ops(env),
         )
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _ops(env: Mapping[str, str]) -> OpsSettings:
+    try:
+        return OpsSettings.from_env(env)
+    except OpsConfigError as exc:
+        raise ConfigError(str(exc)) from None

@@ -11,6 +11,7 @@ from pathlib import Path
 from synctec_webhooks.app import ROLES, install_stop_handlers, run_workers, setup_logging
 from synctec_webhooks.broker import BrokerError, LocalBroker
 from synctec_webhooks.config import Settings
+from synctec_webhooks.ops import OpsServer
 
 logger = logging.getLogger(__name__)
 
@@ -53,16 +54,19 @@ def run_all(json_output: bool, data_dir: Path | None) -> int:
             return 1
         settings = settings.with_(bootstrap_servers=broker.bootstrap_servers)
 
-    def on_ready() -> None:
+    def on_ready(ops: OpsServer) -> None:
         if json_output:
-            print(json.dumps({"bootstrap_servers": settings.bootstrap_servers}), flush=True)
+            ready = {"bootstrap_servers": settings.bootstrap_servers, **ops_urls(ops)}
+            print(json.dumps(ready), flush=True)
         else:
             print(_walkthrough(settings.bootstrap_servers), flush=True)
+            print(f"Metrics: {ops.url}/metrics (health: /healthz, readiness: /readyz)\n")
 
     async def main() -> None:
         stop = asyncio.Event()
         install_stop_handlers(stop)
-        await run_workers(settings, ROLES, stop, on_ready)
+        async with OpsServer(settings, ROLES) as ops:
+            await run_workers(settings, ROLES, stop, lambda: on_ready(ops), ops=ops)
 
     try:
         asyncio.run(main())
@@ -71,3 +75,12 @@ def run_all(json_output: bool, data_dir: Path | None) -> int:
             broker.stop()
     logger.info("stopped")
     return 0
+
+
+def ops_urls(ops: OpsServer) -> dict[str, str]:
+    """The operations endpoint's URLs, as `run --json` reports them."""
+    return {
+        "metrics_url": f"{ops.url}/metrics",
+        "healthz_url": f"{ops.url}/healthz",
+        "readyz_url": f"{ops.url}/readyz",
+    }

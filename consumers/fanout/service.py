@@ -32,6 +32,8 @@ from synctec_webhooks.kafka import (
     position,
     produce_until_acked,
 )
+from synctec_webhooks.kafka_stats import ConsumerStats
+from synctec_webhooks.metrics import Metrics
 from synctec_webhooks.serialization import Codec, SerializationError
 from synctec_webhooks.subscriptions import SubscriptionTable
 from synctec_webhooks.topics import Topics
@@ -42,12 +44,22 @@ _EVENT_TYPE_OF = {name: etype for etype, name in schemas.EVENT_SCHEMA.items()}
 
 
 class FanoutService:
-    def __init__(self, settings: Settings, codec: Codec, table: SubscriptionTable) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        codec: Codec,
+        table: SubscriptionTable,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._settings = settings
         self._codec = codec
         self._table = table
         self._topics = Topics(settings.topic_prefix)
         self._admin = TopicAdmin(settings)
+        self.metrics = metrics or Metrics.create()
+        self.kafka_stats = ConsumerStats(
+            self.metrics, self._topics, self._topics.group("fanout"), settings.ops.stats_interval_ms
+        )
         self.events_consumed = 0
         self.deliveries_written = 0
         self.dead_lettered = 0
@@ -55,7 +67,9 @@ class FanoutService:
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         await asyncio.to_thread(self._admin.ensure, core_topics(self._settings))
         consumer = AsyncConsumer(
-            consumer_config(self._settings, self._topics.group("fanout"), "fanout")
+            consumer_config(
+                self._settings, self._topics.group("fanout"), "fanout", **self.kafka_stats.config()
+            )
         )
         producer = AsyncProducer(self._settings, "fanout")
         consumer.consumer.subscribe([self._topics.events])
@@ -101,6 +115,7 @@ class FanoutService:
         except SerializationError as exc:
             if exc.retriable:
                 raise  # the registry is unreachable: these bytes will decode later
+            self.metrics.event_consumed(None, 0)
             return [
                 self._dead_letter(
                     producer, deadletter.UNDECODABLE, str(exc), source, msg.value(), now_ms, stop
@@ -109,12 +124,14 @@ class FanoutService:
         event_type = _EVENT_TYPE_OF.get(name)
         if event_type is None:
             detail = f"record of schema {name} is not a sync event"
+            self.metrics.event_consumed(None, 0)
             return [
                 self._dead_letter(
                     producer, deadletter.INVALID_EVENT, detail, source, msg.value(), now_ms, stop
                 )
             ]
         planned = plan_for(self._table.index, event_type, event, now_ms)
+        self.metrics.event_consumed(event_type, len(planned))
         specs = [delivery_topic_spec(self._settings, p.webhook_id) for p in planned]
         if any(not self._admin.known(s.name) for s in specs):
             await asyncio.to_thread(self._admin.ensure, specs)
@@ -149,6 +166,7 @@ class FanoutService:
         record = deadletter.build(reason, detail, source, now_ms, raw=raw)
         value = self._codec.encode(self._topics.deadletters, schemas.DEAD_LETTER, record)
         self.dead_lettered += 1
+        self.metrics.dead_lettered(reason, None)
         return asyncio.ensure_future(
             produce_until_acked(
                 producer, self._topics.deadletters, value, deadletter.key_of(record), stop=stop
