@@ -148,8 +148,21 @@ class ConsumerStats:
             self._tiers |= waiting.keys()
             for tier in self._tiers:
                 self._metrics.retry_waiting.labels(str(tier)).set(waiting.get(tier, 0))
-            self._state = consumer_state(stats)
+            previous, self._state = self._state, consumer_state(stats)
             self._at = self._clock()
+        self._log_change(previous, self._state)
+
+    def _log_change(self, before: ConsumerState | None, now: ConsumerState) -> None:
+        """One line when readiness or the assignment changes, none otherwise."""
+        was_ready = before is not None and before.broker_up and before.group_joined
+        ready = now.broker_up and now.group_joined
+        if ready != was_ready:
+            log = logger.info if ready else logger.warning
+            log("%s %s: %s", self._group, "ready" if ready else "not ready", now.detail)
+        elif before is not None and before.assigned != now.assigned:
+            logger.info(
+                "%s now holds %d partition(s) (was %d)", self._group, now.assigned, before.assigned
+            )
 
     def _retry_waiting(self, lags: Mapping[tuple[str, int], int]) -> dict[int, int]:
         retry_prefix = f"{self._topics.prefix}.retry."

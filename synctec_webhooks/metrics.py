@@ -256,6 +256,8 @@ class Metrics:
         for event_type in EVENT_TYPES:
             self.events_consumed.labels(event_type)
             self.fanout_matches.labels(event_type)
+            self.request_seconds.labels(event_type)
+            self.e2e_seconds.labels(event_type)
             for outcome in OUTCOMES:
                 self.deliveries.labels(event_type, outcome)
             for tier in range(1, retry_tiers + 1):

@@ -54,7 +54,10 @@ def run_all(json_output: bool, data_dir: Path | None) -> int:
             return 1
         settings = settings.with_(bootstrap_servers=broker.bootstrap_servers)
 
-    def on_ready(ops: OpsServer) -> None:
+    async def announce(ops: OpsServer) -> None:
+        # Every worker is consuming; wait for /readyz to agree (joined groups, the first
+        # librdkafka statistics) so what we print is true when it is read.
+        await wait_ready(ops)
         if json_output:
             ready = {"bootstrap_servers": settings.bootstrap_servers, **ops_urls(ops)}
             print(json.dumps(ready), flush=True)
@@ -65,8 +68,15 @@ def run_all(json_output: bool, data_dir: Path | None) -> int:
     async def main() -> None:
         stop = asyncio.Event()
         install_stop_handlers(stop)
+        tasks: set[asyncio.Task[None]] = set()
         async with OpsServer(settings, ROLES) as ops:
-            await run_workers(settings, ROLES, stop, lambda: on_ready(ops), ops=ops)
+
+            def on_ready() -> None:
+                tasks.add(asyncio.get_running_loop().create_task(announce(ops)))
+
+            await run_workers(settings, ROLES, stop, on_ready, ops=ops)
+        for task in tasks:
+            task.cancel()
 
     try:
         asyncio.run(main())
@@ -84,3 +94,17 @@ def ops_urls(ops: OpsServer) -> dict[str, str]:
         "healthz_url": f"{ops.url}/healthz",
         "readyz_url": f"{ops.url}/readyz",
     }
+
+
+async def wait_ready(ops: OpsServer, timeout: float = 60.0) -> None:
+    """Until every readiness check passes, or `timeout` (then say which do not)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        results = await ops.readiness()
+        if all(ok for ok, _ in results.values()):
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            failing = "; ".join(d for ok, d in results.values() if not ok)
+            logger.warning("not ready after %.0f s: %s", timeout, failing)
+            return
+        await asyncio.sleep(0.2)
