@@ -21,6 +21,8 @@ from consumers.fanout.service import FanoutService
 from consumers.retry.service import RetryService
 from synctec_webhooks import logs
 from synctec_webhooks.config import ConfigError, Settings
+from synctec_webhooks.dlq import DeadLetterWriter
+from synctec_webhooks.kafka import AsyncProducer
 from synctec_webhooks.kafka_stats import ConsumerStats
 from synctec_webhooks.ops import OpsServer, subscriptions_check
 from synctec_webhooks.serialization import make_codec
@@ -80,7 +82,15 @@ async def _run_workers(
     ops: OpsServer,
 ) -> None:
     codec = make_codec(settings.schema_registry_url)
-    table = SubscriptionTable(settings, codec)
+    # The fan-out's process dead-letters poison subscription records; others skip them.
+    poison_producer = AsyncProducer(settings, "subscriptions-dlq") if "fanout" in roles else None
+    table = SubscriptionTable(
+        settings,
+        codec,
+        dead_letters=DeadLetterWriter(settings, codec, poison_producer, metrics=ops.metrics)
+        if poison_producer
+        else None,
+    )
     ops.on_scrape(lambda: _count_subscriptions(ops, table))
     ops.follow(stop)
     await table.start()
@@ -121,6 +131,8 @@ async def _run_workers(
         stop.set()
         ops.stopping = True
         await table.stop()
+        if poison_producer is not None:
+            poison_producer.close()
 
 
 def _count_subscriptions(ops: OpsServer, table: SubscriptionTable) -> None:

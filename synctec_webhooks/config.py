@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
@@ -49,6 +50,14 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _instance_id(env: Mapping[str, str]) -> str:
+    raw = env.get("SYNCTEC_INSTANCE_ID") or socket.gethostname() or "0"
+    if not _PREFIX_RE.fullmatch(raw):
+        # Host names may hold dots; the id goes into a transactional id, keep it plain.
+        raw = re.sub(r"[^A-Za-z0-9_-]", "-", raw)[:80].strip("-") or "0"
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     bootstrap_servers: str = "127.0.0.1:9092"
@@ -66,6 +75,12 @@ class Settings:
     # How often a pattern subscription looks for new per-endpoint delivery topics.
     metadata_refresh_ms: int = 2000
     state_dir: str = ".state"
+    # Names this process among replicas of a role (the fan-out's transactional id);
+    # keep it stable across restarts of one replica, distinct between replicas.
+    instance_id: str = "0"
+    fanout_batch_max: int = 500
+    fanout_batch_ms: int = 50
+    transaction_timeout_ms: int = 10_000
     # /metrics, /healthz, /readyz and the metrics' own options (ops_settings.py).
     ops: OpsSettings = field(default_factory=OpsSettings)
 
@@ -104,6 +119,12 @@ class Settings:
             delivery_partitions=_int(env, "SYNCTEC_DELIVERY_PARTITIONS", cls.delivery_partitions),
             metadata_refresh_ms=_int(env, "SYNCTEC_METADATA_REFRESH_MS", cls.metadata_refresh_ms),
             state_dir=env.get("SYNCTEC_STATE_DIR", cls.state_dir),
+            instance_id=_instance_id(env),
+            fanout_batch_max=_int(env, "SYNCTEC_FANOUT_BATCH_MAX", cls.fanout_batch_max),
+            fanout_batch_ms=_int(env, "SYNCTEC_FANOUT_BATCH_MS", cls.fanout_batch_ms),
+            transaction_timeout_ms=_int(
+                env, "SYNCTEC_TRANSACTION_TIMEOUT_MS", cls.transaction_timeout_ms
+            ),
             ops=_ops(env),
         )
 

@@ -59,6 +59,7 @@ DEAD_LETTER_REASONS = (
     deadletter.WEBHOOK_NOT_FOUND,
     deadletter.UNDECODABLE,
     deadletter.INVALID_EVENT,
+    deadletter.INVALID_SUBSCRIPTION,
 )
 # Codes worth a series from the start, so "no errors" reads as 0 rather than no data.
 COMMON_KAFKA_ERRORS = ("_TRANSPORT", "_ALL_BROKERS_DOWN")
