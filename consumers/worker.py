@@ -66,6 +66,7 @@ class ConsumeDispatchWorker:
             Topics(settings.topic_prefix),
             self.group(),
             settings.ops.stats_interval_ms,
+            settled=self.settled,
         )
         self.tracker = OffsetTracker()
         self._slots = asyncio.Semaphore(settings.max_in_flight)
@@ -92,6 +93,11 @@ class ConsumeDispatchWorker:
 
     def on_revoked(self, partitions: Sequence[TopicPartition]) -> None:
         """Called on the event loop when partitions are revoked or lost."""
+
+    def settled(self, topic: str, partition: int) -> bool:
+        """For the lag metric (kafka_stats.py): True when every record the consumer has
+        passed beyond the committed offset is finished. Called on the consume thread."""
+        return False
 
     # --- the loop -----------------------------------------------------------------
 

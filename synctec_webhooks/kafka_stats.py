@@ -14,9 +14,11 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from confluent_kafka import TopicPartition
 
 from synctec_webhooks.metrics import Metrics
 from synctec_webhooks.topics import Topics
@@ -26,19 +28,30 @@ logger = logging.getLogger(__name__)
 _INVALID = -1001  # librdkafka's RD_KAFKA_OFFSET_INVALID
 
 
-def partition_lag(p: Mapping[str, Any]) -> int | None:
+def partition_lag(
+    p: Mapping[str, Any], committed_elsewhere: int = _INVALID, settled: bool = False
+) -> int | None:
     """Records left in one partition past its committed offset, or None if unknown.
 
     librdkafka reports -1 until the group has committed an offset; such a partition
     is read from its start (auto.offset.reset=earliest), so its lag is everything
-    from the low watermark to the end.
+    from the low watermark to the end. Offsets committed through a producer's
+    transaction never reach the consumer's statistics: `committed_elsewhere` says
+    where they are. `settled`: the worker has nothing of this partition in flight, so
+    what lies between the committed offset and the consumer's position can only be
+    records the consumer skipped: the markers that end each transaction the fan-out
+    commits, one per partition, which no stored offset ever covers.
     """
     end = p.get("ls_offset", _INVALID)  # last stable offset: we read read_committed
     if end is None or end < 0:
         end = p.get("hi_offset", _INVALID)
     if end is None or end < 0:
         return None
-    committed = p.get("committed_offset", _INVALID)
+    reported = p.get("committed_offset")
+    committed = max(_INVALID if reported is None else reported, committed_elsewhere)
+    position = p.get("app_offset")
+    if settled and position is not None and position > committed:
+        committed = position
     if committed is not None and committed >= 0:
         return max(0, end - committed)
     low = p.get("lo_offset", _INVALID)
@@ -47,8 +60,13 @@ def partition_lag(p: Mapping[str, Any]) -> int | None:
     return max(0, end - low)
 
 
-def partition_lags(stats: Mapping[str, Any]) -> dict[tuple[str, int], int]:
+def partition_lags(
+    stats: Mapping[str, Any],
+    committed: Mapping[tuple[str, int], int] | None = None,
+    settled: Callable[[str, int], bool] | None = None,
+) -> dict[tuple[str, int], int]:
     """(topic, partition) -> lag for every partition this consumer holds."""
+    committed = committed or {}
     lags: dict[tuple[str, int], int] = {}
     for topic, t in (stats.get("topics") or {}).items():
         for pid, p in (t.get("partitions") or {}).items():
@@ -56,7 +74,11 @@ def partition_lags(stats: Mapping[str, Any]) -> dict[tuple[str, int], int]:
             # -1 is librdkafka's internal "unassigned" partition; not desired = not ours.
             if partition < 0 or not p.get("desired"):
                 continue
-            lag = partition_lag(p)
+            lag = partition_lag(
+                p,
+                committed.get((topic, partition), _INVALID),
+                settled is not None and settled(topic, partition),
+            )
             if lag is not None:
                 lags[(topic, partition)] = lag
     return lags
@@ -106,17 +128,20 @@ class ConsumerStats:
         group: str,
         interval_ms: int,
         clock: Callable[[], float] = time.monotonic,
+        settled: Callable[[str, int], bool] | None = None,
     ) -> None:
         self._metrics = metrics
         self._topics = topics
         self._group = group
         self._interval_ms = interval_ms
         self._clock = clock
+        self._settled = settled
         self._lock = threading.Lock()
         self._series: set[tuple[str, str]] = set()
         self._tiers: set[int] = set()
         self._state: ConsumerState | None = None
         self._at = 0.0
+        self._committed: dict[tuple[str, int], int] = {}
 
     def config(self) -> dict[str, Any]:
         """librdkafka settings that make the consumer call us."""
@@ -130,8 +155,17 @@ class ConsumerStats:
             # A malformed document costs one reading, never the consumer.
             logger.warning("unreadable librdkafka statistics for %s: %s", self._group, exc)
 
+    def note_committed(self, offsets: Iterable[TopicPartition]) -> None:
+        """Offsets committed in a transaction (`send_offsets_to_transaction`)."""
+        with self._lock:
+            for tp in offsets:
+                key = (tp.topic, tp.partition)
+                self._committed[key] = max(self._committed.get(key, _INVALID), tp.offset)
+
     def update(self, stats: Mapping[str, Any]) -> None:
-        lags = partition_lags(stats)
+        with self._lock:
+            committed = dict(self._committed)
+        lags = partition_lags(stats, committed, self._settled)
         summed: dict[tuple[str, str], int] = {}
         for (topic, partition), lag in lags.items():
             key = (topic_label(self._topics, topic), str(partition))

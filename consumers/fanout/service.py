@@ -159,8 +159,9 @@ class FanoutService:
         ]
         if any(not self._admin.known(s.name) for s in delivery_specs):
             await asyncio.to_thread(self._admin.ensure, delivery_specs)
+        offsets = _next_offsets(batch)
         try:
-            await asyncio.to_thread(self._commit_batch, outgoing, _next_offsets(batch))
+            await asyncio.to_thread(self._commit_batch, outgoing, offsets)
         except TransactionAborted:
             self.aborted += 1
             await self._rewind()
@@ -178,6 +179,7 @@ class FanoutService:
         self.deliveries_written += sum(o.topic != self._topics.deadletters for o in outgoing)
         for record_metrics in self._uncommitted:
             record_metrics()
+        self.kafka_stats.note_committed(offsets)
 
     def _commit_batch(self, outgoing: list[Outgoing], offsets: list[TopicPartition]) -> None:
         """Blocking: one transaction for the batch's records and its consumer offsets."""

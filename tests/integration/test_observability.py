@@ -274,6 +274,29 @@ def test_labels_stay_bounded(scenario: Scenario) -> None:
     assert {x.labels["group"] for x in lag} == {f"{s.pipeline.settings.topic_prefix}.deliver"}
 
 
+def test_consumer_lag_is_measured_and_drains_to_zero(scenario: Scenario) -> None:
+    """Everything emitted has been processed and committed, so every group's lag,
+    summed over its partitions, comes down to 0 (the fan-out commits in transactions,
+    the others by auto-commit)."""
+    prefix = scenario.pipeline.settings.topic_prefix
+    expected = {
+        "fanout": {(f"{prefix}.events", str(p)) for p in range(6)},
+        "deliver": {(f"{prefix}.deliveries.*", str(p)) for p in range(3)},
+        "retry": {(f"{prefix}.retry.{t}", str(p)) for t in (1, 2, 3) for p in range(3)},
+    }
+
+    def lags(role: str) -> dict[tuple[str, str], float]:
+        samples = scenario.exposition(role)["synctec_consumer_lag_records"]
+        assert {x.labels["group"] for x in samples} == {f"{prefix}.{role}"}
+        return {(x.labels["topic"], x.labels["partition"]): x.value for x in samples}
+
+    for role, partitions in expected.items():
+        assert set(lags(role)) == partitions, role
+        wait_until(
+            lambda r=role: sum(lags(r).values()) == 0, 30, lambda r=role: f"{r}: {lags(r)}"
+        )
+
+
 # --- Prometheus, the dashboard and the rules ------------------------------------------
 
 

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import pytest
+from confluent_kafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
 from synctec_webhooks.kafka_stats import (
@@ -67,10 +68,41 @@ def document(topics: dict[str, dict[str, dict]], join_state: str = "steady") -> 
         ({**part(0, 10, 4), "ls_offset": INVALID}, 6),  # no LSO reported: high watermark
         (part(INVALID, INVALID, INVALID), None),  # nothing known yet
         (part(0, 10, 12), 0),  # committed past a truncated end: never negative
+        (part(0, 10, 0), 10),  # offset 0 committed is an offset like any other
     ],
 )
 def test_partition_lag(partition: dict, lag: int | None) -> None:
     assert partition_lag(partition) == lag
+
+
+def test_a_settled_partition_counts_skipped_transaction_markers_as_read() -> None:
+    """Records 0-2 and 4-6 delivered and committed (7); 3 and 7 are transaction markers
+    the consumer skipped (position 8). Only the worker knows nothing is in flight."""
+    p = {**part(0, 8, 7), "app_offset": 8}
+    assert partition_lag(p) == 1
+    assert partition_lag(p, settled=True) == 0
+    behind = {**part(0, 8, 4), "app_offset": 6}  # 4 and 5 were still in flight: not settled
+    assert partition_lag(behind) == 4
+    metrics = Metrics.create(CollectorRegistry())
+    stats = ConsumerStats(
+        metrics, Topics("t"), "t.deliver", 1000, Clock(), settled=lambda _t, p: p == 0
+    )
+    stats.update(document({"t.deliveries.a": {"0": p, "1": p}}))
+    assert lag(metrics, "t.deliver", "t.deliveries.*", "0") == 0
+    assert lag(metrics, "t.deliver", "t.deliveries.*", "1") == 1
+
+
+def test_offsets_committed_in_a_transaction_count() -> None:
+    """The fan-out commits through its producer; the consumer's statistics keep the
+    offset they fetched at assignment."""
+    stale = part(0, 10, 2)
+    assert partition_lag(stale, committed_elsewhere=9) == 1
+    assert partition_lag(part(0, 10, INVALID), committed_elsewhere=10) == 0
+    assert partition_lag(stale, committed_elsewhere=1) == 8  # the newer one wins
+    metrics, stats = stats_for("t.fanout", Clock())
+    stats.note_committed([TopicPartition("t.events", 0, 7), TopicPartition("t.events", 0, 6)])
+    stats.update(document({"t.events": {"0": stale}}))
+    assert lag(metrics, "t.fanout", "t.events", "0") == 3
 
 
 def test_only_assigned_partitions_count() -> None:
