@@ -292,9 +292,7 @@ def test_consumer_lag_is_measured_and_drains_to_zero(scenario: Scenario) -> None
 
     for role, partitions in expected.items():
         assert set(lags(role)) == partitions, role
-        wait_until(
-            lambda r=role: sum(lags(r).values()) == 0, 30, lambda r=role: f"{r}: {lags(r)}"
-        )
+        wait_until(lambda r=role: sum(lags(r).values()) == 0, 30, lambda r=role: f"{r}: {lags(r)}")
 
 
 # --- Prometheus, the dashboard and the rules ------------------------------------------
