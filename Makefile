@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help run test unit integration broker lint clean prometheus deploy-check dashboard
+.PHONY: help run test unit faults broker lint clean prometheus deploy-check dashboard
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ dashboard: $(STAMP) prometheus ## redraw docs/dashboard.png from a real run (abo
 
 unit: $(STAMP) ## unit tests only (no broker)
 	$(BIN)/python -m pytest tests/unit
+
+faults: $(STAMP) ## the long fault suite; its table goes into docs/guarantees.md
+	$(BIN)/python -m tests.faults.run --scale long --write-doc docs/guarantees.md
 
 broker: $(STAMP) ## run a local single-node Kafka broker in the foreground
 	$(BIN)/synctec-webhooks broker
