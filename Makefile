@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help run test unit faults broker lint clean
+.PHONY: help run test unit faults broker lint clean prometheus deploy-check dashboard
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -23,9 +23,20 @@ venv: $(STAMP) ## create .venv and install the project
 run: $(STAMP) ## start broker, fan-out, delivery and retry workers (Ctrl-C stops)
 	$(BIN)/synctec-webhooks run
 
-test: $(STAMP) ## run the whole suite (unit + real-broker integration)
+test: $(STAMP) prometheus ## run the whole suite (unit + real-broker integration)
 	$(BIN)/synctec-webhooks broker --fetch-only
 	$(BIN)/python -m pytest
+
+prometheus: ## install Debian's prometheus + promtool if missing (never started as a service)
+	@tools/ensure-prometheus.sh
+
+deploy-check: $(STAMP) prometheus ## validate deploy/: compose, k8s, promtool rules, dashboard
+	$(BIN)/python -m pytest tests/integration/test_deploy.py
+
+dashboard: $(STAMP) prometheus ## redraw docs/dashboard.png from a real run (about 3 min)
+	$(BIN)/synctec-webhooks broker --fetch-only
+	SYNCTEC_OBSERVABILITY_TRAFFIC_SECONDS=150 SYNCTEC_DASHBOARD_PNG=docs/dashboard.png \
+		$(BIN)/python -m pytest tests/integration/test_observability.py
 
 unit: $(STAMP) ## unit tests only (no broker)
 	$(BIN)/python -m pytest tests/unit
@@ -38,7 +49,7 @@ broker: $(STAMP) ## run a local single-node Kafka broker in the foreground
 
 lint: $(STAMP) ## ruff + mypy
 	$(BIN)/ruff check .
-	$(BIN)/mypy synctec_webhooks producers consumers schemas
+	$(BIN)/mypy synctec_webhooks producers consumers schemas tools
 
 clean: ## remove the virtualenv and local state (the Kafka jar cache in ~/.cache stays)
 	rm -rf $(VENV) .state

@@ -33,9 +33,12 @@ from synctec_webhooks.kafka import (
     data_messages,
     position,
 )
+from synctec_webhooks.kafka_stats import ConsumerStats
+from synctec_webhooks.metrics import Metrics
 from synctec_webhooks.offsets import OffsetTracker, PartitionOffsets
 from synctec_webhooks.serialization import Codec, SerializationError
 from synctec_webhooks.subscriptions import SubscriptionTable
+from synctec_webhooks.topics import Topics
 
 logger = logging.getLogger(__name__)
 
@@ -47,10 +50,24 @@ class WorkerCrashed(RuntimeError):
 class ConsumeDispatchWorker:
     role = "worker"
 
-    def __init__(self, settings: Settings, codec: Codec, table: SubscriptionTable) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        codec: Codec,
+        table: SubscriptionTable,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.settings = settings
         self.codec = codec
         self.table = table
+        self.metrics = metrics or Metrics.create(retry_tiers=len(settings.retry.delays))
+        self.kafka_stats = ConsumerStats(
+            self.metrics,
+            Topics(settings.topic_prefix),
+            self.group(),
+            settings.ops.stats_interval_ms,
+            settled=self.settled,
+        )
         self.tracker = OffsetTracker()
         self._slots = asyncio.Semaphore(settings.max_in_flight)
         self._chains: dict[tuple[str, int, bytes | None], asyncio.Task[None]] = {}
@@ -78,6 +95,11 @@ class ConsumeDispatchWorker:
     def on_revoked(self, partitions: Sequence[TopicPartition]) -> None:
         """Called on the event loop when partitions are revoked or lost."""
 
+    def settled(self, topic: str, partition: int) -> bool:
+        """For the lag metric (kafka_stats.py): True when every record the consumer has
+        passed beyond the committed offset is finished. Called on the consume thread."""
+        return False
+
     # --- the loop -----------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
@@ -85,8 +107,12 @@ class ConsumeDispatchWorker:
         sender = Sender(self.settings)
         await sender.start()
         producer = AsyncProducer(self.settings, self.role)
-        self.dispatcher = Dispatcher(self.settings, self.codec, self.table, producer, sender)
-        self.consumer = AsyncConsumer(consumer_config(self.settings, self.group(), self.role))
+        self.dispatcher = Dispatcher(
+            self.settings, self.codec, self.table, producer, sender, metrics=self.metrics
+        )
+        self.consumer = AsyncConsumer(
+            consumer_config(self.settings, self.group(), self.role, **self.kafka_stats.config())
+        )
         self.consumer.consumer.subscribe(
             self.subscription(), on_revoke=self._on_revoke, on_lost=self._on_revoke
         )

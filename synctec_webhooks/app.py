@@ -1,17 +1,18 @@
 """Wiring: start one or more workers in one process, sharing a subscription table.
 
 Each `synctec-webhooks fanout|deliver|retry` runs one role; `run` runs all three (and a
-broker). Every role starts the same way: settings, logging, a stop event set by
-SIGINT/SIGTERM, then the worker loops until stopped.
+broker). Every role starts the same way: settings, logging, the operations endpoint
+(/metrics, /healthz, /readyz: `ops.py`), a stop event set by SIGINT/SIGTERM, then the
+worker loops until stopped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -20,9 +21,12 @@ from typing import Any, Protocol
 from consumers.delivery.service import DeliveryService
 from consumers.fanout.service import FanoutService
 from consumers.retry.service import RetryService
-from synctec_webhooks.config import Settings
+from synctec_webhooks import logs
+from synctec_webhooks.config import ConfigError, Settings
 from synctec_webhooks.dlq import DeadLetterWriter
 from synctec_webhooks.kafka import AsyncProducer
+from synctec_webhooks.kafka_stats import ConsumerStats
+from synctec_webhooks.ops import OpsServer, subscriptions_check
 from synctec_webhooks.serialization import make_codec
 from synctec_webhooks.subscriptions import SubscriptionTable
 
@@ -32,16 +36,20 @@ ROLES = ("fanout", "deliver", "retry")
 
 
 class Worker(Protocol):
+    kafka_stats: ConsumerStats
+
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None: ...
 
 
 def setup_logging() -> None:
-    level = os.environ.get("SYNCTEC_LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(
-        level=level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    """SYNCTEC_LOG_LEVEL, and SYNCTEC_LOG_FORMAT=text|json (logs.py)."""
+    try:
+        logs.configure(
+            os.environ.get("SYNCTEC_LOG_LEVEL", "INFO"),
+            os.environ.get("SYNCTEC_LOG_FORMAT", "text"),
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def install_stop_handlers(stop: asyncio.Event) -> None:
@@ -55,30 +63,51 @@ async def run_workers(
     roles: Iterable[str],
     stop: asyncio.Event,
     on_ready: Callable[[], None] | None = None,
+    ops: OpsServer | None = None,
 ) -> None:
-    """Run the given roles until `stop` is set; a worker that fails stops the others."""
+    """Run the given roles until `stop` is set; a worker that fails stops the others.
+
+    Serves /metrics, /healthz and /readyz on `ops`, or on a server of its own.
+    """
     roles = list(roles)
+    async with contextlib.AsyncExitStack() as stack:
+        if ops is None:
+            ops = await stack.enter_async_context(OpsServer(settings, roles))
+        await _run_workers(settings, roles, stop, on_ready, ops)
+
+
+async def _run_workers(
+    settings: Settings,
+    roles: list[str],
+    stop: asyncio.Event,
+    on_ready: Callable[[], None] | None,
+    ops: OpsServer,
+) -> None:
     codec = make_codec(settings.schema_registry_url)
     # The fan-out's process dead-letters poison subscription records; others skip them.
     poison_producer = AsyncProducer(settings, "subscriptions-dlq") if "fanout" in roles else None
     table = SubscriptionTable(
         settings,
         codec,
-        dead_letters=DeadLetterWriter(settings, codec, poison_producer)
+        dead_letters=DeadLetterWriter(settings, codec, poison_producer, metrics=ops.metrics)
         if poison_producer
         else None,
     )
+    ops.on_scrape(lambda: _count_subscriptions(ops, table))
+    ops.follow(stop)
     await table.start()
     workers: dict[str, Worker] = {}
     for role in roles:
         if role == "fanout":
-            workers[role] = FanoutService(settings, codec, table)
+            workers[role] = FanoutService(settings, codec, table, ops.metrics)
+            ops.add_check("subscriptions", subscriptions_check(table))
         elif role == "deliver":
-            workers[role] = DeliveryService(settings, codec, table)
+            workers[role] = DeliveryService(settings, codec, table, ops.metrics)
         elif role == "retry":
-            workers[role] = RetryService(settings, codec, table)
+            workers[role] = RetryService(settings, codec, table, ops.metrics)
         else:
             raise ValueError(f"unknown role {role!r}; choose from {', '.join(ROLES)}")
+        ops.add_check(role, workers[role].kafka_stats.readiness)
     readies = {role: asyncio.Event() for role in workers}
     tasks = [
         asyncio.create_task(w.run(stop, readies[role]), name=role) for role, w in workers.items()
@@ -102,6 +131,7 @@ async def run_workers(
             raise failures[0]
     finally:
         stop.set()
+        ops.stopping = True
         await table.stop()
         if poison_producer is not None:
             poison_producer.close()
@@ -124,3 +154,9 @@ def leave_stuck_threads(code: int, grace: float = 3.0) -> int:
             logging.shutdown()
             os._exit(code)
     return code
+
+
+def _count_subscriptions(ops: OpsServer, table: SubscriptionTable) -> None:
+    subs = table.index.all()
+    enabled = sum(1 for s in subs if s.enabled)
+    ops.metrics.subscription_states(enabled, len(subs) - enabled)

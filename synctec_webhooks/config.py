@@ -14,6 +14,7 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from synctec_webhooks.ops_settings import OpsConfigError, OpsSettings
 from synctec_webhooks.retry_policy import DEFAULT_DELAYS, RetryPolicy, parse_delays
 
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,80}$")
@@ -85,6 +86,8 @@ class Settings:
     transaction_timeout_ms: int = 10_000
     session_timeout_ms: int = 10_000
     kafka_debug: str = ""
+    # /metrics, /healthz, /readyz and the metrics' own options (ops_settings.py).
+    ops: OpsSettings = field(default_factory=OpsSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -130,7 +133,15 @@ class Settings:
             transaction_timeout_ms=_int(
                 env, "SYNCTEC_TRANSACTION_TIMEOUT_MS", cls.transaction_timeout_ms
             ),
+            ops=_ops(env),
         )
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _ops(env: Mapping[str, str]) -> OpsSettings:
+    try:
+        return OpsSettings.from_env(env)
+    except OpsConfigError as exc:
+        raise ConfigError(str(exc)) from None

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +28,19 @@ from synctec_webhooks.config import Settings
 logger = logging.getLogger(__name__)
 
 
+_error_listeners: list[Callable[[KafkaError], None]] = []
+
+
+def add_error_listener(listener: Callable[[KafkaError], None]) -> Callable[[], None]:
+    """Also send every client's error_cb errors to `listener` (the metrics); returns a
+    function that removes it. Listeners run on librdkafka's threads: keep them quick."""
+    _error_listeners.append(listener)
+    return lambda: _error_listeners.remove(listener)
+
+
 def _error_cb(err: KafkaError) -> None:
+    for listener in list(_error_listeners):
+        listener(err)
     # Severity by code, as quixstreams does: these are informational or transient.
     code = err.code()
     if code == KafkaError._DESTROY:

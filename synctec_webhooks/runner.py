@@ -17,6 +17,7 @@ from synctec_webhooks.app import (
 )
 from synctec_webhooks.broker import BrokerError, LocalBroker
 from synctec_webhooks.config import Settings
+from synctec_webhooks.ops import OpsServer
 
 logger = logging.getLogger(__name__)
 
@@ -59,16 +60,29 @@ def run_all(json_output: bool, data_dir: Path | None) -> int:
             return 1
         settings = settings.with_(bootstrap_servers=broker.bootstrap_servers)
 
-    def on_ready() -> None:
+    async def announce(ops: OpsServer) -> None:
+        # Every worker is consuming; wait for /readyz to agree (joined groups, the first
+        # librdkafka statistics) so what we print is true when it is read.
+        await wait_ready(ops)
         if json_output:
-            print(json.dumps({"bootstrap_servers": settings.bootstrap_servers}), flush=True)
+            ready = {"bootstrap_servers": settings.bootstrap_servers, **ops_urls(ops)}
+            print(json.dumps(ready), flush=True)
         else:
             print(_walkthrough(settings.bootstrap_servers), flush=True)
+            print(f"Metrics: {ops.url}/metrics (health: /healthz, readiness: /readyz)\n")
 
     async def main() -> None:
         stop = asyncio.Event()
         install_stop_handlers(stop)
-        await run_workers(settings, ROLES, stop, on_ready)
+        tasks: set[asyncio.Task[None]] = set()
+        async with OpsServer(settings, ROLES) as ops:
+
+            def on_ready() -> None:
+                tasks.add(asyncio.get_running_loop().create_task(announce(ops)))
+
+            await run_workers(settings, ROLES, stop, on_ready, ops=ops)
+        for task in tasks:
+            task.cancel()
 
     code = 0
     try:
@@ -81,3 +95,26 @@ def run_all(json_output: bool, data_dir: Path | None) -> int:
             broker.stop()
     logger.info("stopped")
     return leave_stuck_threads(code)
+
+
+def ops_urls(ops: OpsServer) -> dict[str, str]:
+    """The operations endpoint's URLs, as `run --json` reports them."""
+    return {
+        "metrics_url": f"{ops.url}/metrics",
+        "healthz_url": f"{ops.url}/healthz",
+        "readyz_url": f"{ops.url}/readyz",
+    }
+
+
+async def wait_ready(ops: OpsServer, timeout: float = 60.0) -> None:
+    """Until every readiness check passes, or `timeout` (then say which do not)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        results = await ops.readiness()
+        if all(ok for ok, _ in results.values()):
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            failing = "; ".join(d for ok, d in results.values() if not ok)
+            logger.warning("not ready after %.0f s: %s", timeout, failing)
+            return
+        await asyncio.sleep(0.2)

@@ -23,6 +23,7 @@ from synctec_webhooks import deadletter
 from synctec_webhooks.config import Settings
 from synctec_webhooks.dlq import DeadLetterWriter
 from synctec_webhooks.kafka import AsyncProducer, produce_until_acked
+from synctec_webhooks.metrics import Metrics
 from synctec_webhooks.serialization import Codec
 from synctec_webhooks.signing import signature_headers
 from synctec_webhooks.subscriptions import SubscriptionTable
@@ -49,6 +50,7 @@ class Dispatcher:
         producer: AsyncProducer,
         sender: Sender,
         clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         self._settings = settings
         self._codec = codec
@@ -58,8 +60,9 @@ class Dispatcher:
         self._clock = clock
         self._topics = Topics(settings.topic_prefix)
         self._per_endpoint: dict[str, asyncio.Semaphore] = {}
-        self._dead_letters = DeadLetterWriter(settings, codec, producer, clock)
         self.counters = Counters()
+        self.metrics = metrics or Metrics.create(retry_tiers=len(settings.retry.delays))
+        self._dead_letters = DeadLetterWriter(settings, codec, producer, clock, self.metrics)
 
     def _slot(self, webhook_id: str) -> asyncio.Semaphore:
         sem = self._per_endpoint.get(webhook_id)
@@ -90,8 +93,17 @@ class Dispatcher:
                 timestamp=timestamp,
                 body=body,
             )
-            outcome = await self._sender.post(sub.url, body, headers)
+            with self.metrics.in_flight.track_inprogress():
+                outcome = await self._sender.post(sub.url, body, headers)
         self.counters.attempts += 1
+        self.metrics.attempt(
+            webhook_id=sub.id,
+            event_type=record["event_type"],
+            outcome=outcome,
+            event_timestamp=record["event_timestamp"],
+            created_at_ms=record["created_at"],
+            now=self._clock(),
+        )
         decision = decide(record, outcome, self._settings.retry, int(self._clock() * 1000), sub.url)
         if isinstance(decision, Delivered):
             self.counters.delivered += 1
@@ -103,6 +115,7 @@ class Dispatcher:
                 self._producer, topic, value, record["partition_key"], stop=stop
             )
             self.counters.retried += 1
+            self.metrics.retry_scheduled(decision.tier, record["event_type"])
             logger.info(
                 "delivery %s attempt %d failed (%s); retry %d due in %.1f s",
                 record["delivery_id"],

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
@@ -39,6 +40,8 @@ from synctec_webhooks.kafka import (
     delivery_topic_spec,
     position,
 )
+from synctec_webhooks.kafka_stats import ConsumerStats
+from synctec_webhooks.metrics import Metrics
 from synctec_webhooks.serialization import Codec, SerializationError
 from synctec_webhooks.subscriptions import SubscriptionTable
 from synctec_webhooks.topics import Topics
@@ -68,12 +71,25 @@ _WEDGED_AFTER = 90.0
 
 
 class FanoutService:
-    def __init__(self, settings: Settings, codec: Codec, table: SubscriptionTable) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        codec: Codec,
+        table: SubscriptionTable,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._settings = settings
         self._codec = codec
         self._table = table
         self._topics = Topics(settings.topic_prefix)
         self._admin = TopicAdmin(settings)
+        self.metrics = metrics or Metrics.create()
+        self.kafka_stats = ConsumerStats(
+            self.metrics, self._topics, self._topics.group("fanout"), settings.ops.stats_interval_ms
+        )
+        # Metrics of the batch in progress, recorded once its transaction commits: an
+        # aborted batch is consumed again and must not be counted twice.
+        self._uncommitted: list[Callable[[], None]] = []
         self._consumer: AsyncConsumer | None = None
         self._producer: TransactionalProducer | None = None
         self._carry: list[Message] = []
@@ -92,7 +108,11 @@ class FanoutService:
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         await asyncio.to_thread(self._admin.ensure, core_topics(self._settings))
         conf = consumer_config(
-            self._settings, self._topics.group("fanout"), "fanout", **{"enable.auto.commit": False}
+            self._settings,
+            self._topics.group("fanout"),
+            "fanout",
+            **{"enable.auto.commit": False},
+            **self.kafka_stats.config(),
         )
         self._consumer = AsyncConsumer(conf)
         self._producer = await self._new_producer()
@@ -155,6 +175,7 @@ class FanoutService:
         # Subscriptions written before the newest event must be in the table first.
         await self._table.sync(newest)
         now_ms = int(time.time() * 1000)
+        self._uncommitted.clear()
         outgoing: list[Outgoing] = []
         for msg in batch:
             outgoing += self._plan(msg, now_ms)
@@ -165,8 +186,9 @@ class FanoutService:
         ]
         if any(not self._admin.known(s.name) for s in delivery_specs):
             await asyncio.to_thread(self._admin.ensure, delivery_specs)
+        offsets = _next_offsets(batch)
         try:
-            await self._commit(outgoing, _next_offsets(batch))
+            await self._commit(outgoing, offsets)
         except TransactionAborted:
             self.aborted += 1
             await self._rewind()
@@ -183,6 +205,9 @@ class FanoutService:
             return
         self.events_consumed += len(batch)
         self.deliveries_written += sum(o.topic != self._topics.deadletters for o in outgoing)
+        for record_metrics in self._uncommitted:
+            record_metrics()
+        self.kafka_stats.note_committed(offsets)
 
     async def _commit(self, outgoing: list[Outgoing], offsets: list[TopicPartition]) -> None:
         """Commit the batch's transaction while keeping the consumer served.
@@ -252,17 +277,21 @@ class FanoutService:
         except SerializationError as exc:
             if exc.retriable:
                 raise  # the registry is unreachable: these bytes will decode later
+            self._uncommitted.append(lambda: self.metrics.event_consumed(None, 0))
             return [
                 self._dead_letter(deadletter.UNDECODABLE, str(exc), source, msg.value(), now_ms)
             ]
         event_type = _EVENT_TYPE_OF.get(name)
         if event_type is None:
             detail = f"record of schema {name} is not a sync event"
+            self._uncommitted.append(lambda: self.metrics.event_consumed(None, 0))
             return [
                 self._dead_letter(deadletter.INVALID_EVENT, detail, source, msg.value(), now_ms)
             ]
         out = []
-        for p in plan_for(self._table.index, event_type, event, now_ms):
+        planned = plan_for(self._table.index, event_type, event, now_ms)
+        self._uncommitted.append(lambda: self.metrics.event_consumed(event_type, len(planned)))
+        for p in planned:
             topic = self._topics.delivery(p.webhook_id)
             out.append(
                 Outgoing(topic, p.key, self._codec.encode(topic, schemas.DELIVERY, p.record))
@@ -278,6 +307,7 @@ class FanoutService:
         record = deadletter.build(reason, detail, source, now_ms, raw=raw)
         value = self._codec.encode(self._topics.deadletters, schemas.DEAD_LETTER, record)
         self.dead_lettered += 1
+        self._uncommitted.append(lambda: self.metrics.dead_lettered(reason, None))
         return Outgoing(self._topics.deadletters, deadletter.key_of(record), value)
 
 

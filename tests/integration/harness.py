@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -150,6 +151,7 @@ def wait_until(
 # --- pipeline ---------------------------------------------------------------------
 
 ROLES = ("fanout", "deliver", "retry")
+_OPS_URL = re.compile(r'serving /metrics, /healthz, /readyz on (http://[^\s"]+)')
 
 
 class Pipeline:
@@ -211,6 +213,13 @@ class Pipeline:
             return " consuming " in log.read_text()
 
         wait_until(ready, timeout, lambda: f"{role} not ready:\n{log.read_text()[-3000:]}")
+
+    def ops_url(self, role: str) -> str:
+        """http://host:port of the role's /metrics, /healthz and /readyz, from its log."""
+        found = _OPS_URL.search(self.log_path(role).read_text())
+        if found is None:
+            raise AssertionError(f"{role} logged no ops URL:\n{self.log_path(role).read_text()}")
+        return found.group(1)
 
     def kill(self, role: str) -> None:
         proc = self.procs[role]

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -109,6 +110,9 @@ def test_run_starts_its_own_broker_and_delivers_then_stops_cleanly(
         ready = json.loads(proc.stdout.readline())
         bootstrap = ready["bootstrap_servers"]
         assert bootstrap.startswith("127.0.0.1:")
+        assert {"metrics_url", "healthz_url", "readyz_url"} <= set(ready)
+        with urllib.request.urlopen(ready["readyz_url"], timeout=10) as resp:
+            assert json.loads(resp.read())["ready"]
         user = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap}
         added = json.loads(
             cli(
@@ -147,6 +151,16 @@ def test_run_starts_its_own_broker_and_delivers_then_stops_cleanly(
             "retries_exhausted",
         )
         assert added["id"] != failing["id"]
+        # The one process's /metrics counted what just happened.
+        with urllib.request.urlopen(ready["metrics_url"], timeout=10) as resp:
+            exposition = resp.read().decode()
+        assert 'synctec_deliveries_total{event_type="product.synced",outcome="2xx"} 1.0' in (
+            exposition
+        )
+        assert (
+            'synctec_dead_letters_total{event_type="product.synced",reason="retries_exhausted"} 1.0'
+            in exposition
+        )
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(60)
