@@ -3,7 +3,8 @@
 look up the webhook -> sign -> POST (at most N in flight per webhook) -> decide ->
 hand the record on (retry tier or dead-letter topic) and wait for the broker's ack.
 `handle` returns only when the record's fate is durable, so the caller may then mark
-its offset finished.
+its offset finished. A disabled webhook's records are dead-lettered unsent. Every POST
+is also logged to the attempts topic (best effort) for the admin service.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import schemas
-from consumers.delivery.handler import DeadLetter, Delivered, ScheduleRetry, decide
+from consumers.delivery.handler import DeadLetter, Decision, Delivered, ScheduleRetry, decide
+from consumers.delivery.outcome import Outcome
 from consumers.delivery.sender import Sender
-from synctec_webhooks import deadletter
+from synctec_webhooks import attempts, deadletter
 from synctec_webhooks.config import Settings
 from synctec_webhooks.kafka import AsyncProducer, produce_until_acked
+from synctec_webhooks.secrets_crypto import load_box, signing_secrets
 from synctec_webhooks.serialization import Codec
 from synctec_webhooks.signing import signature_headers
 from synctec_webhooks.subscriptions import SubscriptionTable
@@ -57,6 +60,7 @@ class Dispatcher:
         self._clock = clock
         self._topics = Topics(settings.topic_prefix)
         self._per_endpoint: dict[str, asyncio.Semaphore] = {}
+        self._box = load_box(settings)
         self.counters = Counters()
 
     def _slot(self, webhook_id: str) -> asyncio.Semaphore:
@@ -76,11 +80,18 @@ class Dispatcher:
             detail = f"webhook {record['webhook_id']} does not exist (removed before delivery)"
             await self.dead_letter(deadletter.WEBHOOK_NOT_FOUND, detail, record, source, stop)
             return deadletter.WEBHOOK_NOT_FOUND
+        if not sub.enabled:
+            detail = (
+                f"webhook {sub.id} is disabled ({sub.disabled_reason or 'no reason given'}); "
+                "re-enable it, then replay"
+            )
+            await self.dead_letter(deadletter.WEBHOOK_DISABLED, detail, record, source, stop)
+            return deadletter.WEBHOOK_DISABLED
         body = record["payload"].encode("utf-8")
         async with self._slot(sub.id):
             timestamp = int(self._clock())
             headers = signature_headers(
-                secrets=[sub.secret],
+                secrets=signing_secrets(sub, self._box, timestamp * 1000),
                 event_type=record["event_type"],
                 event_id=record["event_id"],
                 delivery_id=record["delivery_id"],
@@ -90,7 +101,9 @@ class Dispatcher:
             )
             outcome = await self._sender.post(sub.url, body, headers)
         self.counters.attempts += 1
-        decision = decide(record, outcome, self._settings.retry, int(self._clock() * 1000), sub.url)
+        now_ms = int(self._clock() * 1000)
+        decision = decide(record, outcome, self._settings.retry, now_ms, sub.url)
+        self._log_attempt(record, outcome, decision, now_ms)
         if isinstance(decision, Delivered):
             self.counters.delivered += 1
             return "delivered"
@@ -113,6 +126,29 @@ class Dispatcher:
         assert isinstance(decision, DeadLetter)
         await self.dead_letter(decision.reason, decision.detail, decision.record, source, stop)
         return decision.reason
+
+    def _log_attempt(
+        self, record: dict[str, Any], outcome: Outcome, decision: Decision, now_ms: int
+    ) -> None:
+        if isinstance(decision, Delivered):
+            result = attempts.DELIVERED
+        elif isinstance(decision, ScheduleRetry):
+            result = attempts.RETRY
+        else:
+            result = decision.reason
+        entry = attempts.attempt_record(
+            record,
+            status=outcome.status,
+            error=outcome.error,
+            latency_ms=outcome.latency_ms,
+            outcome=outcome.kind.value,
+            result=result,
+            at_ms=now_ms,
+        )
+        topic = self._topics.attempts
+        value = self._codec.encode(topic, schemas.DELIVERY_ATTEMPT, entry)
+        # Not awaited: the attempt log must not hold up or fail a delivery.
+        self._producer.produce(topic, value, record["webhook_id"]).add_done_callback(_log_unlogged)
 
     async def dead_letter(
         self,
@@ -137,3 +173,8 @@ class Dispatcher:
             reason,
             detail,
         )
+
+
+def _log_unlogged(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        logger.warning("attempt not logged to the attempts topic: %s", fut.exception())
