@@ -1,7 +1,7 @@
 """Wiring: start one or more workers in one process, sharing a subscription table.
 
-Each `synctec-webhooks fanout|deliver|retry` runs one role; `run` runs all three (and a
-broker). Every role starts the same way: settings, logging, a stop event set by
+Each `synctec-webhooks fanout|deliver|retry|admin` runs one role; `run` runs all four
+(and a broker). Every role starts the same way: settings, logging, a stop event set by
 SIGINT/SIGTERM, then the worker loops until stopped.
 """
 
@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from consumers.delivery.service import DeliveryService
@@ -25,6 +25,7 @@ from synctec_webhooks.subscriptions import SubscriptionTable
 logger = logging.getLogger(__name__)
 
 ROLES = ("fanout", "deliver", "retry")
+ADMIN = "admin"  # the admin service (synctec_webhooks/admin), a role of its own
 
 
 class Worker(Protocol):
@@ -50,12 +51,12 @@ async def run_workers(
     settings: Settings,
     roles: Iterable[str],
     stop: asyncio.Event,
-    on_ready: Callable[[], None] | None = None,
+    on_ready: Callable[[Mapping[str, Worker]], None] | None = None,
 ) -> None:
-    """Run the given roles until `stop` is set; a worker that fails stops the others."""
+    """Run the given roles until `stop` is set; a worker that fails stops the others.
+    `on_ready` gets the workers by role once every one is ready."""
     codec = make_codec(settings.schema_registry_url)
     table = SubscriptionTable(settings, codec)
-    await table.start()
     workers: dict[str, Worker] = {}
     for role in roles:
         if role == "fanout":
@@ -64,8 +65,14 @@ async def run_workers(
             workers[role] = DeliveryService(settings, codec, table)
         elif role == "retry":
             workers[role] = RetryService(settings, codec, table)
+        elif role == ADMIN:
+            from synctec_webhooks.admin import AdminService
+
+            workers[role] = AdminService(settings, codec, table)
         else:
-            raise ValueError(f"unknown role {role!r}; choose from {', '.join(ROLES)}")
+            raise ValueError(f"unknown role {role!r}; choose from {', '.join((*ROLES, ADMIN))}")
+    # Started only now that every worker could be built (a bad setting raises above).
+    await table.start()
     readies = {role: asyncio.Event() for role in workers}
     tasks = [
         asyncio.create_task(w.run(stop, readies[role]), name=role) for role, w in workers.items()
@@ -77,7 +84,7 @@ async def run_workers(
         first: set[asyncio.Future[Any]] = {all_ready, *tasks}
         done, _ = await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
         if all_ready in done and on_ready is not None:
-            on_ready()
+            on_ready(workers)
         else:
             all_ready.cancel()
         # Any worker returning (by stop or by failure) stops the others.

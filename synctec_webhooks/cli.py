@@ -40,6 +40,23 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_admin(args: argparse.Namespace) -> int:
+    from synctec_webhooks.admin import check_token
+    from synctec_webhooks.app import ADMIN, install_stop_handlers, run_workers, setup_logging
+
+    setup_logging()
+    settings = _settings()
+    check_token(settings.admin_token)  # before connecting to anything
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        install_stop_handlers(stop)
+        await run_workers(settings, [ADMIN], stop)
+
+    asyncio.run(main())
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from synctec_webhooks.runner import run_all
 
@@ -167,8 +184,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("run", help="broker (unless KAFKA_BOOTSTRAP_SERVERS is set) + all workers")
-    s.add_argument("--json", action="store_true", help="print one JSON ready line")
+    s = sub.add_parser(
+        "run", help="broker (unless KAFKA_BOOTSTRAP_SERVERS is set), all workers, admin service"
+    )
+    s.add_argument(
+        "--json",
+        action="store_true",
+        help='print one JSON ready line: {"bootstrap_servers", "admin_url"[, "admin_token"]}',
+    )
     s.add_argument("--data-dir", help="broker data dir (default $SYNCTEC_STATE_DIR/kafka)")
     s.set_defaults(func=cmd_run)
 
@@ -187,6 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         s = sub.add_parser(role, help=text)
         s.set_defaults(func=cmd_worker, role=role)
+
+    s = sub.add_parser(
+        "admin", help="the admin API (/api/v1) and settings page (/); needs SYNCTEC_ADMIN_TOKEN"
+    )
+    s.set_defaults(func=cmd_admin)
 
     s = sub.add_parser("emit", help="emit sync events (a JSON argument, or NDJSON on stdin)")
     s.add_argument("event", nargs="?", help="the event as JSON; '-' or absent reads stdin")

@@ -16,7 +16,6 @@ and `make run` open 127.0.0.0/8 and ::1.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import socket
 from collections.abc import Iterable, Sequence
@@ -153,22 +152,19 @@ def ip_literal(host: str) -> str | None:
     return bare
 
 
-async def check_host(guard: Guard, host: str, timeout: float = 5.0) -> str | None:
-    """Add-time check: why `host` is refused, or None. Every address it resolves to must
-    pass. A name that does not resolve now passes (DNS may come later); the delivery-time
-    check still applies."""
+def check_host(guard: Guard, host: str) -> str | None:
+    """Add-time check (blocking: it resolves `host`): why `host` is refused, or None.
+    Every address it resolves to must pass. A name that does not resolve now passes
+    (its DNS may come later); the delivery-time check still applies then."""
     literal = ip_literal(host)
     if literal is not None:
         return guard.refusal(literal)
     named = guard.refused_name(host)
     if named is not None:
         return named
-    loop = asyncio.get_running_loop()
     try:
-        infos = await asyncio.wait_for(
-            loop.getaddrinfo(host, 443, type=socket.SOCK_STREAM), timeout
-        )
-    except (OSError, UnicodeError, TimeoutError):
+        infos = socket.getaddrinfo(host, 443, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
         return None
     addresses = dict.fromkeys(str(info[4][0]) for info in infos)
     # Every address must pass: one private answer among public ones is a rebinding setup.
