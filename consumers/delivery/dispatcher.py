@@ -81,6 +81,11 @@ class Dispatcher:
             await self.dead_letter(deadletter.WEBHOOK_NOT_FOUND, detail, record, source, stop)
             return deadletter.WEBHOOK_NOT_FOUND
         if not sub.enabled:
+            # A re-enable written just before this record (enable, then replay) may not
+            # have reached the table yet: catch up to the record's time before refusing.
+            await self._table.sync(record["not_before"] / 1000)
+            sub = self._table.get(sub.id) or sub
+        if not sub.enabled:
             detail = (
                 f"webhook {sub.id} is disabled ({sub.disabled_reason or 'no reason given'}); "
                 "re-enable it, then replay"

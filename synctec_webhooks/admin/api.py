@@ -142,6 +142,7 @@ def _static(name: str) -> Handler:
 @web.middleware
 async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
     resp = await handler(request)
+    resp.headers["Server"] = "StoreLink-Webhooks"  # not aiohttp's, which names its version
     resp.headers.setdefault("X-Content-Type-Options", "nosniff")
     resp.headers.setdefault("Referrer-Policy", "no-referrer")
     if request.path.startswith("/api/"):
