@@ -86,7 +86,9 @@ def _read_to_end(settings: Settings, topic: str) -> Iterator[Message]:
                 ends[p] = high
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
         while ends:
-            for msg in consumer.consume(500, 1.0):
+            # Short waits: consume() holds out for a full batch until its timeout, and the
+            # position check below is what ends the read.
+            for msg in consumer.consume(500, 0.1):
                 err = msg.error()
                 if err is not None:
                     if err.code() != KafkaError._PARTITION_EOF:
