@@ -156,7 +156,8 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
 def build_app(service: AdminService) -> web.Application:
     app = web.Application(
         middlewares=[security_headers, error_middleware, auth_middleware(service.token)],
-        client_max_size=64 * 1024,
+        # Room for a replay of 1000 dead-letter ids; anything bigger is a 413.
+        client_max_size=1024 * 1024,
     )
     app[_SERVICE] = service
     r = app.router

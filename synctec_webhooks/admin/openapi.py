@@ -45,6 +45,7 @@ def _obj(required: list[str], props: dict[str, Any], **extra: Any) -> dict[str, 
 _COMMON = {"401": _error("missing or wrong bearer token")}
 _BODY_ERRORS = {
     "400": _error("body is not a JSON object"),
+    "413": _error("body larger than 1 MiB"),
     "422": _error("a field is invalid; `field` names it"),
 }
 _NOT_FOUND = {"404": _error("no such webhook")}
@@ -149,7 +150,14 @@ def _components() -> dict[str, Any]:
 
 def _webhook_input(required: list[str]) -> dict[str, Any]:
     props = {
-        "url": {"type": "string", "maxLength": _MAX_URL, "example": "https://example.com/hooks"},
+        "url": {
+            "type": "string",
+            # No "format": "uri": internationalised host names are accepted (IDNA-encoded).
+            "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://",
+            "maxLength": _MAX_URL,
+            "description": "http(s); refused when it is or resolves to a non-public address",
+            "example": "https://example.com/hooks",
+        },
         "events": {
             "type": "array",
             "minItems": 1,
@@ -333,7 +341,7 @@ def _paths() -> dict[str, Any]:
                                     "dead_letter_ids": {
                                         "type": "array",
                                         "maxItems": 1000,
-                                        "items": {"type": "string"},
+                                        "items": {"type": "string", "maxLength": 100},
                                     },
                                     "all": {"const": True},
                                 },

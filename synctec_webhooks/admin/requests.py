@@ -18,6 +18,7 @@ from synctec_webhooks.webhooks import PATCHABLE
 WEBHOOK_ID = re.compile(r"^wh_[0-9a-f]{24}$")
 DEAD_LETTER_ID = re.compile(r"^dl_[0-9a-f]{32}$")
 MAX_REPLAY_IDS = 1000
+MAX_ID_LENGTH = 100
 
 
 def _only(body: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
@@ -111,6 +112,8 @@ def parse_replay(body: Mapping[str, Any]) -> dict[str, Any]:
             raise invalid("dead_letter_ids", "expected an array of dead-letter ids")
         if len(ids) > MAX_REPLAY_IDS:
             raise invalid("dead_letter_ids", f"at most {MAX_REPLAY_IDS} ids at once")
+        if any(len(i) > MAX_ID_LENGTH for i in ids):
+            raise invalid("dead_letter_ids", f"an id is at most {MAX_ID_LENGTH} characters")
         filters["dead_letter_ids"] = ids
     if "all" in body and body["all"] is not True:
         raise invalid("all", "expected true (to replay every dead letter), or leave it out")

@@ -22,9 +22,7 @@ class AdminClient:
         self.token = token
         self.scheme = scheme
 
-    def call(
-        self, method: str, path: str, body: Any = None, *, raw: bytes | None = None
-    ) -> Answer:
+    def call(self, method: str, path: str, body: Any = None, *, raw: bytes | None = None) -> Answer:
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         request = urllib.request.Request(self.base + path, data=data, method=method)
         if self.token is not None:

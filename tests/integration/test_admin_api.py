@@ -129,9 +129,7 @@ def raw_records(pipeline: Pipeline, topic: str) -> list[bytes]:
         ("GET", "/no-such-route"),
     ],
 )
-def test_every_api_route_needs_the_bearer_token(
-    pipeline: Pipeline, method: str, path: str
-) -> None:
+def test_every_api_route_needs_the_bearer_token(pipeline: Pipeline, method: str, path: str) -> None:
     url = pipeline.admin_url()
     for token in (None, "wrong-token-of-some-length", pipeline.admin_token[:-1]):
         answer = AdminClient(url, token).call(method, path, {"url": "https://example.com"})
@@ -341,7 +339,9 @@ def test_consecutive_failed_events_disable_and_a_success_resets(
     assert webhook(api, wid)["enabled"]
     dead_letter_for(api, pipeline, wid, "p-2")
     wait_until(lambda: not webhook(api, wid)["enabled"], 30, lambda: str(webhook(api, wid)))
-    assert webhook(api, wid)["disabled_reason"] == f"{FAILURES_TO_DISABLE} consecutive events failed"
+    assert (
+        webhook(api, wid)["disabled_reason"] == f"{FAILURES_TO_DISABLE} consecutive events failed"
+    )
 
     # The dead letters can be listed by webhook and by event type, and replayed.
     assert len(dead_letters(api, f"webhook_id={wid}&event_type=sync.failed")) == 2

@@ -62,9 +62,7 @@ def test_a_malformed_key_names_the_variable() -> None:
 
 
 def test_the_topic_record_has_no_clear_secret_and_reads_back() -> None:
-    sub = create(
-        "https://example.com/h", ["*"], None, guard=Guard(), box=_box(), now_ms=NOW
-    )
+    sub = create("https://example.com/h", ["*"], None, guard=Guard(), box=_box(), now_ms=NOW)
     record = to_record(sub)
     assert record["secret"] == "" and record["sealed_secrets"]
     codec = SingleObjectCodec()
