@@ -30,7 +30,7 @@ class AdminClient:
         if data is not None:
             request.add_header("Content-Type", "application/json")
         try:
-            with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310 - loopback
+            with urllib.request.urlopen(request, timeout=30) as resp:
                 return _answer(resp.status, resp.read(), dict(resp.headers))
         except urllib.error.HTTPError as err:
             with err:

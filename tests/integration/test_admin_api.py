@@ -375,7 +375,7 @@ def dead_letter_for(api: AdminClient, pipeline: Pipeline, wid: str, product: str
 def test_settings_page_is_served_without_a_token(pipeline: Pipeline) -> None:
     import urllib.request
 
-    with urllib.request.urlopen(pipeline.admin_url() + "/", timeout=10) as resp:  # noqa: S310
+    with urllib.request.urlopen(pipeline.admin_url() + "/", timeout=10) as resp:
         html = resp.read().decode()
         assert "Settings" in html and "/static/app.js" in html
         assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
