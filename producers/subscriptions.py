@@ -62,7 +62,7 @@ class SubscriptionWriter:
             events,
             description,
             guard=self.guard,
-            box=self.box,
+            box=lambda: self.box,
             now_ms=int(time.time() * 1000),
             secret=secret,
         )

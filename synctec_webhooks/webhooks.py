@@ -8,7 +8,7 @@ an `InvalidSubscription` naming the field, raised before anything is written.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -89,12 +89,13 @@ def create(
     description: str | None,
     *,
     guard: Guard,
-    box: SecretBox,
+    box: SecretBox | Callable[[], SecretBox],
     now_ms: int,
     secret: str | None = None,
 ) -> Subscription:
     """A new, enabled webhook with a fresh secret. The secret is sealed for the topic and
-    also kept in clear in the returned object, to be shown this once."""
+    also kept in clear in the returned object, to be shown this once. `box` may be given
+    as a callable, so that no key is made for a request that is refused."""
     events = parse_event_types(events)
     description = check_description(description)
     url = check_url(url, guard)
@@ -109,7 +110,7 @@ def create(
         enabled=True,
         created_at=now_ms,
         updated_at=now_ms,
-        sealed_secrets=box.seal(webhook_id, [SigningSecret(secret)]),
+        sealed_secrets=(box() if callable(box) else box).seal(webhook_id, [SigningSecret(secret)]),
     )
 
 
