@@ -115,20 +115,16 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
             print(f"secret (shown once, keep it to verify signatures): {sub.secret}")
         return 0
     if args.action == "list":
+        from synctec_webhooks.admin.views import webhook_view
+        from synctec_webhooks.webhooks import redact_url
+
         subs = writer.list()
         for s in subs:
-            row = {
-                "id": s.id,
-                "url": s.url,
-                "events": list(s.events),
-                "enabled": s.enabled,
-                "description": s.description,
-                "created_at": s.created_at,
-            }
             if args.json:
-                _print_json(row)
+                _print_json(webhook_view(s))  # the API's view: never the secret
             else:
-                print(f"{s.id}  {s.url}  {','.join(s.events)}{'' if s.enabled else '  (disabled)'}")
+                state = "" if s.enabled else f"  (disabled: {s.disabled_reason})"
+                print(f"{s.id}  {redact_url(s.url, s.url)}  {','.join(s.events)}{state}")
         if not subs and not args.json:
             print("no webhooks yet: synctec-webhooks webhooks add --url URL --events '*'")
         return 0
@@ -146,7 +142,7 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     settings = _settings()
     dls = DeadLetters(settings, make_codec(settings.schema_registry_url))
     if args.action == "list":
-        views = dls.list(args.webhook, args.event_id)
+        views = dls.list(args.webhook, args.event_id, args.event_type)
         for v in views:
             s = v.summary()
             if args.json:
@@ -160,7 +156,7 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
         if not views and not args.json:
             print("no dead letters")
         return 0
-    replayed, skipped = dls.replay(args.webhook, args.event_id)
+    replayed, skipped = dls.replay(args.webhook, args.event_id, args.event_type)
     print(
         f"replayed {replayed} dead letters"
         + (f"; {skipped} had no delivery to replay" if skipped else "")
@@ -239,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
         a = dsub.add_parser(name, help=f"{name} dead letters")
         a.add_argument("--webhook", help="only this webhook id")
         a.add_argument("--event-id", help="only this event id")
+        a.add_argument("--event-type", help="only this event type")
         if name == "list":
             a.add_argument("--json", action="store_true", help="one JSON object per line")
     s.set_defaults(func=cmd_dead_letters)
