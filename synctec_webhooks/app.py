@@ -19,6 +19,8 @@ from consumers.delivery.service import DeliveryService
 from consumers.fanout.service import FanoutService
 from consumers.retry.service import RetryService
 from synctec_webhooks.config import Settings
+from synctec_webhooks.dlq import DeadLetterWriter
+from synctec_webhooks.kafka import AsyncProducer
 from synctec_webhooks.serialization import make_codec
 from synctec_webhooks.subscriptions import SubscriptionTable
 
@@ -55,8 +57,17 @@ async def run_workers(
 ) -> None:
     """Run the given roles until `stop` is set; a worker that fails stops the others.
     `on_ready` gets the workers by role once every one is ready."""
+    roles = list(roles)
     codec = make_codec(settings.schema_registry_url)
-    table = SubscriptionTable(settings, codec)
+    # The fan-out's process dead-letters poison subscription records; others skip them.
+    poison_producer = AsyncProducer(settings, "subscriptions-dlq") if "fanout" in roles else None
+    table = SubscriptionTable(
+        settings,
+        codec,
+        dead_letters=DeadLetterWriter(settings, codec, poison_producer)
+        if poison_producer
+        else None,
+    )
     workers: dict[str, Worker] = {}
     for role in roles:
         if role == "fanout":
@@ -97,3 +108,5 @@ async def run_workers(
     finally:
         stop.set()
         await table.stop()
+        if poison_producer is not None:
+            poison_producer.close()

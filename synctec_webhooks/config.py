@@ -11,6 +11,7 @@ import ipaddress
 import math
 import os
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
@@ -73,6 +74,14 @@ def _networks(env: Mapping[str, str]) -> tuple[str, ...]:
     return networks
 
 
+def _instance_id(env: Mapping[str, str]) -> str:
+    raw = env.get("SYNCTEC_INSTANCE_ID") or socket.gethostname() or "0"
+    if not _PREFIX_RE.fullmatch(raw):
+        # Host names may hold dots; the id goes into a transactional id, keep it plain.
+        raw = re.sub(r"[^A-Za-z0-9_-]", "-", raw)[:80].strip("-") or "0"
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     bootstrap_servers: str = "127.0.0.1:9092"
@@ -104,6 +113,12 @@ class Settings:
     disable_after_failures: int = 20
     # Recent attempts kept in memory per webhook by the admin service.
     attempts_per_webhook: int = 100
+    # Names this process among replicas of a role (the fan-out's transactional id);
+    # keep it stable across restarts of one replica, distinct between replicas.
+    instance_id: str = "0"
+    fanout_batch_max: int = 500
+    fanout_batch_ms: int = 50
+    transaction_timeout_ms: int = 10_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -151,6 +166,12 @@ class Settings:
             ),
             attempts_per_webhook=_int(
                 env, "SYNCTEC_ATTEMPTS_PER_WEBHOOK", cls.attempts_per_webhook
+            ),
+            instance_id=_instance_id(env),
+            fanout_batch_max=_int(env, "SYNCTEC_FANOUT_BATCH_MAX", cls.fanout_batch_max),
+            fanout_batch_ms=_int(env, "SYNCTEC_FANOUT_BATCH_MS", cls.fanout_batch_ms),
+            transaction_timeout_ms=_int(
+                env, "SYNCTEC_TRANSACTION_TIMEOUT_MS", cls.transaction_timeout_ms
             ),
         )
 

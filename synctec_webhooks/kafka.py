@@ -104,7 +104,7 @@ class TopicAdmin:
 
     def ensure(self, specs: Iterable[TopicSpec], timeout: float = 30.0) -> None:
         with self._lock:
-            missing = [s for s in specs if s.name not in self._known]
+            missing = list({s.name: s for s in specs if s.name not in self._known}.values())
             if not missing:
                 return
             new = [
@@ -277,6 +277,50 @@ async def produce_until_acked(
             logger.warning("produce to %s failed (%s); trying again in %.1f s", topic, exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
+
+
+class TransactionalProducer:
+    """A transactional `Producer` for the fan-out; every call blocks (run it off the loop)."""
+
+    def __init__(self, settings: Settings, client_id: str, transactional_id: str) -> None:
+        self._producer = Producer(
+            producer_config(
+                settings,
+                client_id,
+                **{
+                    "transactional.id": transactional_id,
+                    # Bounds how long readers wait on a transaction left open by an
+                    # instance that died and did not come back under the same id.
+                    "transaction.timeout.ms": settings.transaction_timeout_ms,
+                },
+            )
+        )
+
+    def init_transactions(self, timeout: float = 60.0) -> None:
+        self._producer.init_transactions(timeout)
+
+    def begin_transaction(self) -> None:
+        self._producer.begin_transaction()
+
+    def produce(self, topic: str, value: bytes, key: str) -> None:
+        while True:
+            try:
+                self._producer.produce(topic, value=value, key=key)
+                return
+            except BufferError:
+                self._producer.poll(0.1)
+
+    def send_offsets_to_transaction(self, offsets: list[Any], group_metadata: Any) -> None:
+        self._producer.send_offsets_to_transaction(offsets, group_metadata, 30)
+
+    def commit_transaction(self) -> None:
+        self._producer.commit_transaction(60)
+
+    def abort_transaction(self) -> None:
+        self._producer.abort_transaction(60)
+
+    def close(self, timeout: float = 30.0) -> None:
+        self._producer.flush(timeout)
 
 
 # --- consumer -------------------------------------------------------------------------

@@ -13,12 +13,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import astuple
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
 
+from synctec_webhooks import deadletter
 from synctec_webhooks.config import Settings
-from synctec_webhooks.kafka import AsyncConsumer, TopicAdmin, base_config, core_topics, is_benign
+from synctec_webhooks.dlq import DeadLetterWriter
+from synctec_webhooks.kafka import (
+    AsyncConsumer,
+    TopicAdmin,
+    base_config,
+    core_topics,
+    is_benign,
+    position,
+)
 from synctec_webhooks.matching import Subscription, SubscriptionIndex
 from synctec_webhooks.serialization import Codec, SerializationError
 from synctec_webhooks.topics import Topics
@@ -64,7 +74,13 @@ def from_record(rec: dict[str, Any]) -> Subscription:
 
 
 class SubscriptionTable:
-    def __init__(self, settings: Settings, codec: Codec, client_id: str = "subscriptions") -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        codec: Codec,
+        client_id: str = "subscriptions",
+        dead_letters: DeadLetterWriter | None = None,
+    ) -> None:
         self._settings = settings
         self._codec = codec
         self._topic = Topics(settings.topic_prefix).subscriptions
@@ -78,6 +94,10 @@ class SubscriptionTable:
         self._synced_at = 0.0
         self._task: asyncio.Task[None] | None = None
         self.poison_count = 0
+        # One reader per deployment should dead-letter poison records (the fan-out's);
+        # the others only skip them. Re-reading the topic after a restart writes the
+        # same dead-letter id again, which `dead-letters list` shows once.
+        self._dead_letters = dead_letters
 
     async def start(self) -> None:
         """Create the topic if needed, load it to the end, then follow it in the background."""
@@ -111,21 +131,35 @@ class SubscriptionTable:
                     if not is_benign(err):
                         logger.warning("subscriptions topic: %s", err)
                     continue
-                self._apply(msg.key(), msg.value())
+                problem = self._apply(msg.key(), msg.value())
+                if problem is not None:
+                    await self._poison(msg, *problem)
             await self._update_positions()
 
-    def _apply(self, key: bytes | None, value: bytes | None) -> None:
+    def _apply(self, key: bytes | None, value: bytes | None) -> tuple[str, str] | None:
+        """Apply one record; (reason, detail) when it is not a usable subscription."""
         if value is None:
             if key is not None:
                 self.index.remove(key.decode())
-            return
+            return None
         try:
             _, rec = self._codec.decode(self._topic, value)
-            self.index.upsert(from_record(rec))
-        except (SerializationError, KeyError, TypeError, ValueError) as exc:
-            # A bad subscription record must not stop the table; count it and go on.
-            self.poison_count += 1
-            logger.error("skipping undecodable subscription record (key=%r): %s", key, exc)
+        except SerializationError as exc:
+            return deadletter.UNDECODABLE, str(exc)
+        try:
+            sub = from_record(rec)
+        except (KeyError, TypeError, ValueError) as exc:
+            return deadletter.INVALID_SUBSCRIPTION, f"not a usable subscription: {exc!r}"
+        self.index.upsert(sub)
+        return None
+
+    async def _poison(self, msg: Message, reason: str, detail: str) -> None:
+        # A bad subscription record must not stop the table: skip it, keep it visible.
+        self.poison_count += 1
+        source = deadletter.Source(*position(msg))
+        logger.error("skipping subscription record at %s/%d@%d: %s", *astuple(source), detail)
+        if self._dead_letters is not None:
+            await self._dead_letters.write(reason, detail, source, raw=msg.value())
 
     async def _update_positions(self) -> None:
         assert self._consumer is not None

@@ -23,6 +23,7 @@ from consumers.delivery.outcome import Outcome
 from consumers.delivery.sender import Sender
 from synctec_webhooks import attempts, deadletter
 from synctec_webhooks.config import Settings
+from synctec_webhooks.dlq import DeadLetterWriter
 from synctec_webhooks.kafka import AsyncProducer, produce_until_acked
 from synctec_webhooks.secrets_crypto import load_box, signing_secrets
 from synctec_webhooks.serialization import Codec
@@ -61,6 +62,7 @@ class Dispatcher:
         self._topics = Topics(settings.topic_prefix)
         self._per_endpoint: dict[str, asyncio.Semaphore] = {}
         self._box = load_box(settings)
+        self._dead_letters = DeadLetterWriter(settings, codec, producer, clock)
         self.counters = Counters()
 
     def _slot(self, webhook_id: str) -> asyncio.Semaphore:
@@ -164,20 +166,9 @@ class Dispatcher:
         stop: asyncio.Event,
         raw: bytes | None = None,
     ) -> None:
-        dl = deadletter.build(
-            reason, detail, source, int(self._clock() * 1000), delivery=record, raw=raw
-        )
-        topic = self._topics.deadletters
-        value = self._codec.encode(topic, schemas.DEAD_LETTER, dl)
-        await produce_until_acked(self._producer, topic, value, deadletter.key_of(dl), stop=stop)
+        await self._dead_letters.write(reason, detail, source, delivery=record, raw=raw, stop=stop)
         self.counters.dead_lettered += 1
         self.counters.by_reason[reason] += 1
-        logger.warning(
-            "dead-lettered %s (%s): %s",
-            dl["delivery_id"] or f"{source.topic}/{source.partition}@{source.offset}",
-            reason,
-            detail,
-        )
 
 
 def _log_unlogged(fut: asyncio.Future[Any]) -> None:

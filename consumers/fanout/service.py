@@ -1,11 +1,19 @@
-"""The fan-out worker: events topic -> one delivery record per matching webhook.
+"""The fan-out worker: events topic -> one delivery record per matching webhook, exactly once.
 
-Per consumed batch: catch the subscription table up to the newest event's timestamp,
-decode and match each event, produce its delivery records (each to the webhook's own
-topic, keyed by product id), wait for the broker to acknowledge all of them, and only
-then store the batch's offsets. A crash before the store re-reads the batch: records
-may be written twice but never lost; delivery ids are deterministic so duplicates are
-recognisable. (Exactly-once fan-out with transactions is tracked separately.)
+Consume-transform-produce in Kafka transactions. Per batch (up to `fanout_batch_max`
+events or `fanout_batch_ms` after the first one):
+
+1. catch the subscription table up to the newest event's timestamp;
+2. decode and match every event; plan its delivery records (and dead letters for
+   poison records), all encoded before the transaction starts;
+3. begin a transaction, produce them, add the batch's next offsets to it with
+   `send_offsets_to_transaction`, commit.
+
+Readers use `isolation.level=read_committed`, so a crash at any point leaves either
+the whole batch (records and offsets) or none of it: never a lost or doubled delivery
+record. An abortable error aborts and rewinds the consumer to the committed offsets; a
+fenced or fatal error replaces the producer (a new `init_transactions` fences the old
+one) and rewinds the same way.
 """
 
 from __future__ import annotations
@@ -13,9 +21,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from dataclasses import dataclass
 
-from confluent_kafka import Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
 
 import schemas
 from consumers.fanout.handler import plan_for
@@ -23,14 +31,13 @@ from synctec_webhooks import deadletter
 from synctec_webhooks.config import Settings
 from synctec_webhooks.kafka import (
     AsyncConsumer,
-    AsyncProducer,
     TopicAdmin,
+    TransactionalProducer,
     consumer_config,
     core_topics,
     data_messages,
     delivery_topic_spec,
     position,
-    produce_until_acked,
 )
 from synctec_webhooks.serialization import Codec, SerializationError
 from synctec_webhooks.subscriptions import SubscriptionTable
@@ -41,6 +48,17 @@ logger = logging.getLogger(__name__)
 _EVENT_TYPE_OF = {name: etype for etype, name in schemas.EVENT_SCHEMA.items()}
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    topic: str
+    key: str
+    value: bytes
+
+
+class TransactionAborted(Exception):
+    """The batch's transaction was aborted; its events are consumed again."""
+
+
 class FanoutService:
     def __init__(self, settings: Settings, codec: Codec, table: SubscriptionTable) -> None:
         self._settings = settings
@@ -48,53 +66,129 @@ class FanoutService:
         self._table = table
         self._topics = Topics(settings.topic_prefix)
         self._admin = TopicAdmin(settings)
+        self._consumer: AsyncConsumer | None = None
+        self._producer: TransactionalProducer | None = None
         self.events_consumed = 0
         self.deliveries_written = 0
         self.dead_lettered = 0
+        self.aborted = 0
+
+    @property
+    def transactional_id(self) -> str:
+        # Stable per instance: a restarted fan-out aborts its predecessor's open
+        # transaction at once instead of readers waiting for the transaction timeout.
+        return f"{self._settings.topic_prefix}.fanout.{self._settings.instance_id}"
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         await asyncio.to_thread(self._admin.ensure, core_topics(self._settings))
-        consumer = AsyncConsumer(
-            consumer_config(self._settings, self._topics.group("fanout"), "fanout")
+        conf = consumer_config(
+            self._settings, self._topics.group("fanout"), "fanout", **{"enable.auto.commit": False}
         )
-        producer = AsyncProducer(self._settings, "fanout")
-        consumer.consumer.subscribe([self._topics.events])
-        logger.info("fan-out consuming %s", self._topics.events)
+        self._consumer = AsyncConsumer(conf)
+        self._producer = await self._new_producer()
+        self._consumer.consumer.subscribe([self._topics.events])
+        logger.info("fan-out consuming %s (transactional id %s)", self._topics.events,
+                    self.transactional_id)  # fmt: skip
         if ready is not None:
             ready.set()
         try:
             while not stop.is_set():
-                msgs = await consumer.consume(500, 0.2)
-                if msgs:
-                    await self._process(msgs, consumer, producer, stop)
+                batch = await self._next_batch(stop)
+                if batch:
+                    await self._process(batch)
         finally:
-            producer.close()
-            await consumer.close()
+            if self._producer is not None:
+                self._producer.close()
+            await self._consumer.close()
 
-    async def _process(
-        self,
-        msgs: list[Message],
-        consumer: AsyncConsumer,
-        producer: AsyncProducer,
-        stop: asyncio.Event,
-    ) -> None:
-        records = data_messages(msgs, "events topic")
-        if not records:
-            return
-        newest = max(m.timestamp()[1] for m in records) / 1000.0
+    async def _new_producer(self) -> TransactionalProducer:
+        producer = TransactionalProducer(self._settings, "fanout", self.transactional_id)
+        await asyncio.to_thread(producer.init_transactions)
+        return producer
+
+    async def _next_batch(self, stop: asyncio.Event) -> list[Message]:
+        assert self._consumer is not None
+        batch: list[Message] = []
+        deadline: float | None = None
+        limit = self._settings.fanout_batch_max
+        while len(batch) < limit and not stop.is_set():
+            wait = 0.2 if deadline is None else deadline - time.monotonic()
+            if wait <= 0:
+                break
+            msgs = await self._consumer.consume(limit - len(batch), wait)
+            batch += data_messages(msgs, "events topic")
+            if batch and deadline is None:
+                deadline = time.monotonic() + self._settings.fanout_batch_ms / 1000
+            if not batch:
+                return []
+        return batch
+
+    async def _process(self, batch: list[Message]) -> None:
+        newest = max(m.timestamp()[1] for m in batch) / 1000.0
         # Subscriptions written before the newest event must be in the table first.
         await self._table.sync(newest)
         now_ms = int(time.time() * 1000)
-        pending: list[asyncio.Future[Any]] = []
-        for msg in records:
-            pending += await self._fan_out(msg, producer, now_ms, stop)
-        await asyncio.gather(*pending)
-        consumer.consumer.store_offsets(offsets=_next_offsets(records))
-        self.events_consumed += len(records)
+        outgoing: list[Outgoing] = []
+        for msg in batch:
+            outgoing += self._plan(msg, now_ms)
+        delivery_specs = [
+            delivery_topic_spec(self._settings, self._topics.webhook_of(o.topic))
+            for o in outgoing
+            if o.topic != self._topics.deadletters
+        ]
+        if any(not self._admin.known(s.name) for s in delivery_specs):
+            await asyncio.to_thread(self._admin.ensure, delivery_specs)
+        try:
+            await asyncio.to_thread(self._commit_batch, outgoing, _next_offsets(batch))
+        except TransactionAborted:
+            self.aborted += 1
+            await self._rewind()
+            return
+        except KafkaException as exc:
+            # Fenced (another instance took our transactional id) or fatal: a new
+            # producer fences this one's leftovers; the batch is consumed again.
+            logger.error("fan-out transaction failed for good (%s); restarting the producer", exc)
+            assert self._producer is not None
+            self._producer.close(timeout=5)
+            self._producer = await self._new_producer()
+            await self._rewind()
+            return
+        self.events_consumed += len(batch)
+        self.deliveries_written += sum(o.topic != self._topics.deadletters for o in outgoing)
 
-    async def _fan_out(
-        self, msg: Message, producer: AsyncProducer, now_ms: int, stop: asyncio.Event
-    ) -> list[asyncio.Future[Any]]:
+    def _commit_batch(self, outgoing: list[Outgoing], offsets: list[TopicPartition]) -> None:
+        """Blocking: one transaction for the batch's records and its consumer offsets."""
+        assert self._producer is not None and self._consumer is not None
+        p = self._producer
+        try:
+            p.begin_transaction()
+            for o in outgoing:
+                p.produce(o.topic, o.value, o.key)
+            p.send_offsets_to_transaction(
+                offsets, self._consumer.consumer.consumer_group_metadata()
+            )
+            p.commit_transaction()
+        except KafkaException as exc:
+            err: KafkaError = exc.args[0]
+            if err.txn_requires_abort():
+                logger.warning("fan-out transaction aborted (%s); rewinding", err)
+                p.abort_transaction()
+                raise TransactionAborted(str(err)) from exc
+            raise
+
+    async def _rewind(self) -> None:
+        """Seek every assigned partition back to its committed offset."""
+        assert self._consumer is not None
+        c = self._consumer.consumer
+        assigned = await self._consumer.call(c.assignment)
+        if not assigned:
+            return
+        committed = await self._consumer.call(c.committed, assigned, 10)
+        for tp in committed:
+            offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            await self._consumer.call(c.seek, TopicPartition(tp.topic, tp.partition, offset))
+
+    def _plan(self, msg: Message, now_ms: int) -> list[Outgoing]:
         source = deadletter.Source(*position(msg))
         try:
             name, event = self._codec.decode(source.topic, msg.value() or b"")
@@ -102,58 +196,32 @@ class FanoutService:
             if exc.retriable:
                 raise  # the registry is unreachable: these bytes will decode later
             return [
-                self._dead_letter(
-                    producer, deadletter.UNDECODABLE, str(exc), source, msg.value(), now_ms, stop
-                )
+                self._dead_letter(deadletter.UNDECODABLE, str(exc), source, msg.value(), now_ms)
             ]
         event_type = _EVENT_TYPE_OF.get(name)
         if event_type is None:
             detail = f"record of schema {name} is not a sync event"
             return [
-                self._dead_letter(
-                    producer, deadletter.INVALID_EVENT, detail, source, msg.value(), now_ms, stop
-                )
+                self._dead_letter(deadletter.INVALID_EVENT, detail, source, msg.value(), now_ms)
             ]
-        planned = plan_for(self._table.index, event_type, event, now_ms)
-        specs = [delivery_topic_spec(self._settings, p.webhook_id) for p in planned]
-        if any(not self._admin.known(s.name) for s in specs):
-            await asyncio.to_thread(self._admin.ensure, specs)
-        futures: list[asyncio.Future[Any]] = []
-        for p in planned:
-            value = self._codec.encode(
-                self._topics.delivery(p.webhook_id), schemas.DELIVERY, p.record
+        out = []
+        for p in plan_for(self._table.index, event_type, event, now_ms):
+            topic = self._topics.delivery(p.webhook_id)
+            out.append(
+                Outgoing(topic, p.key, self._codec.encode(topic, schemas.DELIVERY, p.record))
             )
-            futures.append(
-                asyncio.ensure_future(
-                    produce_until_acked(
-                        producer, self._topics.delivery(p.webhook_id), value, p.key, stop=stop
-                    )
-                )
-            )
-        self.deliveries_written += len(planned)
-        return futures
+        return out
 
     def _dead_letter(
-        self,
-        producer: AsyncProducer,
-        reason: str,
-        detail: str,
-        source: deadletter.Source,
-        raw: bytes | None,
-        now_ms: int,
-        stop: asyncio.Event,
-    ) -> asyncio.Future[Any]:
+        self, reason: str, detail: str, source: deadletter.Source, raw: bytes | None, now_ms: int
+    ) -> Outgoing:
         logger.error(
             "dead-lettering %s/%d@%d: %s", source.topic, source.partition, source.offset, detail
         )
         record = deadletter.build(reason, detail, source, now_ms, raw=raw)
         value = self._codec.encode(self._topics.deadletters, schemas.DEAD_LETTER, record)
         self.dead_lettered += 1
-        return asyncio.ensure_future(
-            produce_until_acked(
-                producer, self._topics.deadletters, value, deadletter.key_of(record), stop=stop
-            )
-        )
+        return Outgoing(self._topics.deadletters, deadletter.key_of(record), value)
 
 
 def _next_offsets(msgs: list[Message]) -> list[TopicPartition]:

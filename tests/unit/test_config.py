@@ -12,7 +12,7 @@ from synctec_webhooks.retry_policy import DEFAULT_DELAYS, RetryPolicy
 
 
 def test_defaults() -> None:
-    settings = Settings.from_env({})
+    settings = Settings.from_env({"SYNCTEC_INSTANCE_ID": "0"})
     assert settings == Settings()
     assert settings.bootstrap_servers == "127.0.0.1:9092"
     assert settings.topic_prefix == "synctec"
@@ -26,6 +26,26 @@ def test_defaults() -> None:
     assert settings.delivery_partitions == 3
     assert settings.metadata_refresh_ms == 2000
     assert settings.state_dir == ".state"
+    assert (settings.fanout_batch_max, settings.fanout_batch_ms) == (500, 50)
+    assert settings.transaction_timeout_ms == 10_000
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"SYNCTEC_INSTANCE_ID": "fanout-2"}, "fanout-2"),
+        ({"SYNCTEC_INSTANCE_ID": "pod.eu-west.3"}, "pod-eu-west-3"),  # made plain
+        ({"SYNCTEC_INSTANCE_ID": "..."}, "0"),
+    ],
+)
+def test_instance_id(env: dict[str, str], expected: str) -> None:
+    assert Settings.from_env(env).instance_id == expected
+
+
+def test_instance_id_defaults_to_the_host_name() -> None:
+    import socket
+
+    assert Settings.from_env({}).instance_id.startswith(socket.gethostname().split(".")[0])
 
 
 def test_reads_only_the_mapping_it_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -66,10 +86,14 @@ def _get(settings: Settings, dotted: str) -> Any:
         ("SYNCTEC_DELIVERY_PARTITIONS", "1", "delivery_partitions", 1),
         ("SYNCTEC_METADATA_REFRESH_MS", "500", "metadata_refresh_ms", 500),
         ("SYNCTEC_STATE_DIR", "/var/lib/synctec", "state_dir", "/var/lib/synctec"),
+        ("SYNCTEC_INSTANCE_ID", "fanout-1", "instance_id", "fanout-1"),
+        ("SYNCTEC_FANOUT_BATCH_MAX", "100", "fanout_batch_max", 100),
+        ("SYNCTEC_FANOUT_BATCH_MS", "20", "fanout_batch_ms", 20),
+        ("SYNCTEC_TRANSACTION_TIMEOUT_MS", "5000", "transaction_timeout_ms", 5000),
     ],
 )
 def test_each_variable(variable: str, value: str, attribute: str, expected: object) -> None:
-    settings = Settings.from_env({variable: value})
+    settings = Settings.from_env({"SYNCTEC_INSTANCE_ID": "0", variable: value})
     assert _get(settings, attribute) == expected
     top = attribute.split(".")[0]
     assert settings == Settings().with_(**{top: getattr(settings, top)}), "nothing else moves"

@@ -1,0 +1,58 @@
+"""Writes dead letters: the one place a record is handed to `<prefix>.deadletters`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import schemas
+from synctec_webhooks import deadletter
+from synctec_webhooks.config import Settings
+from synctec_webhooks.kafka import AsyncProducer, produce_until_acked
+from synctec_webhooks.serialization import Codec
+from synctec_webhooks.topics import Topics
+
+logger = logging.getLogger(__name__)
+
+
+class DeadLetterWriter:
+    def __init__(
+        self,
+        settings: Settings,
+        codec: Codec,
+        producer: AsyncProducer,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._codec = codec
+        self._producer = producer
+        self._clock = clock
+        self._topic = Topics(settings.topic_prefix).deadletters
+        self.by_reason: Counter[str] = Counter()
+
+    async def write(
+        self,
+        reason: str,
+        detail: str,
+        source: deadletter.Source,
+        delivery: dict[str, Any] | None = None,
+        raw: bytes | None = None,
+        stop: asyncio.Event | None = None,
+    ) -> None:
+        """Returns once the broker acknowledged the dead letter."""
+        now_ms = int(self._clock() * 1000)
+        dl = deadletter.build(reason, detail, source, now_ms, delivery=delivery, raw=raw)
+        value = self._codec.encode(self._topic, schemas.DEAD_LETTER, dl)
+        await produce_until_acked(
+            self._producer, self._topic, value, deadletter.key_of(dl), stop=stop
+        )
+        self.by_reason[reason] += 1
+        logger.warning(
+            "dead-lettered %s (%s): %s",
+            dl["delivery_id"] or f"{source.topic}/{source.partition}@{source.offset}",
+            reason,
+            detail,
+        )
