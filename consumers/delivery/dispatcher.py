@@ -25,7 +25,7 @@ from synctec_webhooks import attempts, deadletter
 from synctec_webhooks.config import Settings
 from synctec_webhooks.dlq import DeadLetterWriter
 from synctec_webhooks.kafka import AsyncProducer, produce_until_acked
-from synctec_webhooks.secrets_crypto import load_box, signing_secrets
+from synctec_webhooks.secrets_crypto import SecretBox, load_box, signing_secrets
 from synctec_webhooks.serialization import Codec
 from synctec_webhooks.signing import signature_headers
 from synctec_webhooks.subscriptions import SubscriptionTable
@@ -65,6 +65,12 @@ class Dispatcher:
         self._dead_letters = DeadLetterWriter(settings, codec, producer, clock)
         self.counters = Counters()
 
+    def _secret_box(self) -> SecretBox | None:
+        if self._box is None:
+            # The local key file may have been made since this worker started.
+            self._box = load_box(self._settings)
+        return self._box
+
     def _slot(self, webhook_id: str) -> asyncio.Semaphore:
         sem = self._per_endpoint.get(webhook_id)
         if sem is None:
@@ -98,7 +104,7 @@ class Dispatcher:
         async with self._slot(sub.id):
             timestamp = int(self._clock())
             headers = signature_headers(
-                secrets=signing_secrets(sub, self._box, timestamp * 1000),
+                secrets=signing_secrets(sub, self._secret_box(), timestamp * 1000),
                 event_type=record["event_type"],
                 event_id=record["event_id"],
                 delivery_id=record["delivery_id"],
