@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help run test unit integration broker browser screenshot lint clean
+.PHONY: help run test unit faults broker browser screenshot lint clean
 CHROMIUM := /usr/bin/chromium
 # What `make run` lets deliveries reach: loopback only, so a local receiver works.
 LOCAL_NETWORKS := 127.0.0.0/8,::1/128
@@ -39,6 +39,9 @@ browser: ## install Debian's chromium for the browser test, if missing
 
 unit: $(STAMP) ## unit tests only (no broker)
 	$(BIN)/python -m pytest tests/unit
+
+faults: $(STAMP) ## the long fault suite; its table goes into docs/guarantees.md
+	$(BIN)/python -m tests.faults.run --scale long --write-doc docs/guarantees.md
 
 broker: $(STAMP) ## run a local single-node Kafka broker in the foreground
 	$(BIN)/synctec-webhooks broker

@@ -70,6 +70,7 @@ def cmd_broker(args: argparse.Namespace) -> int:
         json_output=args.json,
         data_dir=Path(args.data_dir) if args.data_dir else None,
         fetch_only=args.fetch_only,
+        nodes=args.nodes,
     )
 
 
@@ -191,11 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data-dir", help="broker data dir (default $SYNCTEC_STATE_DIR/kafka)")
     s.set_defaults(func=cmd_run)
 
-    s = sub.add_parser("broker", help="a local single-node Kafka broker, in the foreground")
+    s = sub.add_parser("broker", help="a local Kafka broker (or cluster), in the foreground")
     s.add_argument(
         "--json", action="store_true", help='print {"bootstrap_servers": ...} when ready'
     )
     s.add_argument("--data-dir", help="keep data here across restarts (default: a temp dir)")
+    s.add_argument(
+        "--nodes", type=int, default=1, help="3: a cluster, replication 3, min ISR 2 (default 1)"
+    )
     s.add_argument("--fetch-only", action="store_true", help="only fetch and cache the broker jars")
     s.set_defaults(func=cmd_broker)
 

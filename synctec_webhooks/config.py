@@ -119,6 +119,8 @@ class Settings:
     fanout_batch_max: int = 500
     fanout_batch_ms: int = 50
     transaction_timeout_ms: int = 10_000
+    session_timeout_ms: int = 10_000
+    kafka_debug: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -170,6 +172,8 @@ class Settings:
             instance_id=_instance_id(env),
             fanout_batch_max=_int(env, "SYNCTEC_FANOUT_BATCH_MAX", cls.fanout_batch_max),
             fanout_batch_ms=_int(env, "SYNCTEC_FANOUT_BATCH_MS", cls.fanout_batch_ms),
+            kafka_debug=env.get("SYNCTEC_KAFKA_DEBUG", ""),
+            session_timeout_ms=_int(env, "SYNCTEC_SESSION_TIMEOUT_MS", cls.session_timeout_ms),
             transaction_timeout_ms=_int(
                 env, "SYNCTEC_TRANSACTION_TIMEOUT_MS", cls.transaction_timeout_ms
             ),

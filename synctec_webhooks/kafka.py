@@ -39,12 +39,21 @@ def _error_cb(err: KafkaError) -> None:
         logger.error("kafka client: %s", err)
 
 
+_librdkafka_logger = logging.getLogger("librdkafka")
+
+
 def base_config(settings: Settings, client_id: str) -> dict[str, Any]:
-    return {
+    conf: dict[str, Any] = {
         "bootstrap.servers": settings.bootstrap_servers,
         "client.id": f"{settings.topic_prefix}-{client_id}",
         "error_cb": _error_cb,
+        # librdkafka's own log lines go through Python logging (format, level, capture)
+        # rather than straight to stderr.
+        "logger": _librdkafka_logger,
     }
+    if settings.kafka_debug:
+        conf["debug"] = settings.kafka_debug  # librdkafka's own tracing, for diagnosis
+    return conf
 
 
 def producer_config(settings: Settings, client_id: str, **extra: Any) -> dict[str, Any]:
@@ -74,7 +83,11 @@ def consumer_config(settings: Settings, group: str, client_id: str, **extra: Any
             # the auto-commit then commits what was stored, never more.
             "enable.auto.offset.store": False,
             "enable.auto.commit": True,
-            "auto.commit.interval.ms": 1000,
+            # What a crash redoes is what finished since the last commit: commit often.
+            "auto.commit.interval.ms": 200,
+            # A crashed member's partitions wait this long for a new owner.
+            "session.timeout.ms": settings.session_timeout_ms,
+            "heartbeat.interval.ms": max(500, settings.session_timeout_ms // 5),
             "isolation.level": "read_committed",
             "partition.assignment.strategy": "cooperative-sticky",
             "topic.metadata.refresh.interval.ms": settings.metadata_refresh_ms,
@@ -280,21 +293,48 @@ async def produce_until_acked(
 
 
 class TransactionalProducer:
-    """A transactional `Producer` for the fan-out; every call blocks (run it off the loop)."""
+    """A transactional `Producer` for the fan-out; every call blocks, so each producer has
+    its own thread (`run`): a call that never returns strands that thread, not others.
+
+    `broker_trouble` turns true when the client lost its brokers. librdkafka can then
+    keep a stale group coordinator and block in `send_offsets_to_transaction` past its
+    timeout (confluentinc/librdkafka#5456, #5511), so the fan-out replaces such a
+    producer between transactions, and gives up on one that blocks anyway.
+    """
 
     def __init__(self, settings: Settings, client_id: str, transactional_id: str) -> None:
-        self._producer = Producer(
-            producer_config(
-                settings,
-                client_id,
-                **{
-                    "transactional.id": transactional_id,
-                    # Bounds how long readers wait on a transaction left open by an
-                    # instance that died and did not come back under the same id.
-                    "transaction.timeout.ms": settings.transaction_timeout_ms,
-                },
-            )
+        self.broker_trouble = False
+
+        def on_error(err: KafkaError) -> None:
+            if err.code() in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN):
+                self.broker_trouble = True
+            _error_cb(err)
+
+        conf = producer_config(
+            settings,
+            client_id,
+            **{
+                "transactional.id": transactional_id,
+                # Bounds how long readers wait on a transaction left open by an
+                # instance that died and did not come back under the same id.
+                "transaction.timeout.ms": settings.transaction_timeout_ms,
+            },
         )
+        conf["error_cb"] = on_error
+        self._producer = Producer(conf)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="txn")
+
+    async def run(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
+    def poll(self) -> None:
+        """Serve queued callbacks (error_cb among them) without blocking."""
+        self._producer.poll(0)
+
+    def abandon(self) -> None:
+        """Leave a blocked producer to its thread; a successor with the same
+        transactional id fences it and aborts its transaction."""
+        self._thread.shutdown(wait=False)
 
     def init_transactions(self, timeout: float = 60.0) -> None:
         self._producer.init_transactions(timeout)
@@ -321,6 +361,7 @@ class TransactionalProducer:
 
     def close(self, timeout: float = 30.0) -> None:
         self._producer.flush(timeout)
+        self._thread.shutdown(wait=False)
 
 
 # --- consumer -------------------------------------------------------------------------

@@ -11,12 +11,13 @@ is never missed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import astuple
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaException, Message, TopicPartition
 
 from synctec_webhooks import deadletter
 from synctec_webhooks.config import Settings
@@ -34,6 +35,8 @@ from synctec_webhooks.serialization import Codec, SerializationError
 from synctec_webhooks.topics import Topics
 
 logger = logging.getLogger(__name__)
+
+_WARN_EVERY = 10.0  # seconds between warnings while waiting on the broker
 
 
 _STATE_FIELDS = ("rotation_ends_at", "disabled_reason", "disabled_at", "enabled_at")
@@ -169,8 +172,12 @@ class SubscriptionTable:
                 self._positions[tp.partition] = tp.offset
         self._advanced.set()
 
-    async def sync(self, not_before: float, timeout: float = 30.0) -> None:
-        """Return once every record written to the topic before `not_before` is applied."""
+    async def sync(self, not_before: float) -> None:
+        """Return once every record written to the topic before `not_before` is applied.
+
+        Waits as long as it takes: while the broker is away nothing can be matched
+        correctly anyway, and the callers hold their offsets meanwhile.
+        """
         if self._synced_at >= not_before:
             return
         async with self._sync_lock:
@@ -178,16 +185,14 @@ class SubscriptionTable:
                 return
             asked_at = time.time()
             targets = await self._high_watermarks()
-            deadline = time.monotonic() + timeout
+            waited = 0.0
             while any(self._positions.get(p, 0) < hw for p, hw in targets.items()):
                 self._advanced.clear()
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(f"subscription table did not catch up with {self._topic}")
-                try:
-                    await asyncio.wait_for(self._advanced.wait(), remaining)
-                except TimeoutError:
-                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._advanced.wait(), _WARN_EVERY)
+                waited += _WARN_EVERY
+                if waited >= _WARN_EVERY and not self._advanced.is_set():
+                    logger.warning("subscription table still catching up with %s", self._topic)
             self._synced_at = asked_at
 
     async def _high_watermarks(self) -> dict[int, int]:
@@ -200,16 +205,21 @@ class SubscriptionTable:
                 for tp in (TopicPartition(p.topic, p.partition) for p in self._partitions)
             }
 
-        # A topic created a moment ago may have no leader yet: ask again, briefly.
-        for attempt in range(50):
+        # Ask until the broker answers: a topic created a moment ago may have no leader
+        # yet, and a broker restarting takes seconds to serve its partitions again.
+        failing_since: float | None = None
+        while True:
             try:
                 # Not on the consume thread: the query must not wait behind consume().
                 return await asyncio.to_thread(query)
             except KafkaException as exc:
-                if attempt == 49 or not _transient(exc.args[0]):
-                    raise
+                now = time.monotonic()
+                if failing_since is None:
+                    failing_since = now
+                elif now - failing_since > _WARN_EVERY:
+                    logger.warning("cannot read %s watermarks yet: %s", self._topic, exc)
+                    failing_since = now
                 await asyncio.sleep(0.2)
-        raise AssertionError("unreachable")
 
     def get(self, sub_id: str) -> Subscription | None:
         return self.index.get(sub_id)
@@ -231,12 +241,3 @@ class SubscriptionTable:
                 pass
         if self._consumer is not None:
             await self._consumer.close()
-
-
-def _transient(err: KafkaError) -> bool:
-    return err.retriable() or err.code() in (
-        KafkaError.NOT_LEADER_FOR_PARTITION,
-        KafkaError.LEADER_NOT_AVAILABLE,
-        KafkaError.UNKNOWN_TOPIC_OR_PART,
-        KafkaError._TRANSPORT,
-    )

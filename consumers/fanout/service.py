@@ -59,6 +59,14 @@ class TransactionAborted(Exception):
     """The batch's transaction was aborted; its events are consumed again."""
 
 
+class TransactionWedged(Exception):
+    """A transactional call blocks past every timeout; the producer must be replaced."""
+
+
+# librdkafka's own limits are 30 s (offsets) and 60 s (commit); past this we stop waiting.
+_WEDGED_AFTER = 90.0
+
+
 class FanoutService:
     def __init__(self, settings: Settings, codec: Codec, table: SubscriptionTable) -> None:
         self._settings = settings
@@ -68,6 +76,8 @@ class FanoutService:
         self._admin = TopicAdmin(settings)
         self._consumer: AsyncConsumer | None = None
         self._producer: TransactionalProducer | None = None
+        self._carry: list[Message] = []
+        self._wedged: list[TransactionalProducer] = []
         self.events_consumed = 0
         self.deliveries_written = 0
         self.dead_lettered = 0
@@ -103,13 +113,26 @@ class FanoutService:
 
     async def _new_producer(self) -> TransactionalProducer:
         producer = TransactionalProducer(self._settings, "fanout", self.transactional_id)
-        await asyncio.to_thread(producer.init_transactions)
+        await producer.run(producer.init_transactions)
         return producer
+
+    async def _replace_producer(self, why: str, wedged: bool = False) -> None:
+        """A new producer under the same transactional id; it fences the old one."""
+        logger.warning("fan-out: replacing the transactional producer (%s)", why)
+        old, self._producer = self._producer, None
+        if old is not None:
+            if wedged:
+                old.abandon()
+                self._wedged.append(old)  # never destroyed while its thread is blocked
+            else:
+                await asyncio.to_thread(old.close, 5)
+        self._producer = await self._new_producer()
 
     async def _next_batch(self, stop: asyncio.Event) -> list[Message]:
         assert self._consumer is not None
-        batch: list[Message] = []
-        deadline: float | None = None
+        # Records consumed while the previous transaction was committing come first.
+        batch, self._carry = self._carry, []
+        deadline = time.monotonic() + self._settings.fanout_batch_ms / 1000 if batch else None
         limit = self._settings.fanout_batch_max
         while len(batch) < limit and not stop.is_set():
             wait = 0.2 if deadline is None else deadline - time.monotonic()
@@ -124,6 +147,10 @@ class FanoutService:
         return batch
 
     async def _process(self, batch: list[Message]) -> None:
+        assert self._producer is not None
+        await self._producer.run(self._producer.poll)  # error_cb runs only inside poll
+        if self._producer.broker_trouble:
+            await self._replace_producer("it lost its brokers; its coordinators may be stale")
         newest = max(m.timestamp()[1] for m in batch) / 1000.0
         # Subscriptions written before the newest event must be in the table first.
         await self._table.sync(newest)
@@ -139,22 +166,51 @@ class FanoutService:
         if any(not self._admin.known(s.name) for s in delivery_specs):
             await asyncio.to_thread(self._admin.ensure, delivery_specs)
         try:
-            await asyncio.to_thread(self._commit_batch, outgoing, _next_offsets(batch))
+            await self._commit(outgoing, _next_offsets(batch))
         except TransactionAborted:
             self.aborted += 1
+            await self._rewind()
+            return
+        except TransactionWedged as exc:
+            await self._replace_producer(str(exc), wedged=True)
             await self._rewind()
             return
         except KafkaException as exc:
             # Fenced (another instance took our transactional id) or fatal: a new
             # producer fences this one's leftovers; the batch is consumed again.
-            logger.error("fan-out transaction failed for good (%s); restarting the producer", exc)
-            assert self._producer is not None
-            self._producer.close(timeout=5)
-            self._producer = await self._new_producer()
+            await self._replace_producer(f"the transaction failed for good: {exc}")
             await self._rewind()
             return
         self.events_consumed += len(batch)
         self.deliveries_written += sum(o.topic != self._topics.deadletters for o in outgoing)
+
+    async def _commit(self, outgoing: list[Outgoing], offsets: list[TopicPartition]) -> None:
+        """Commit the batch's transaction while keeping the consumer served.
+
+        The broker takes our offsets only from a member of a stable group; after a
+        session timeout (a broker restart, say) the consumer must be polled to rejoin,
+        or `send_offsets_to_transaction` waits forever. So if the commit is not done at
+        once, poll meanwhile, keep what arrives for the next batch, and pause the
+        partitions if that grows to a batch.
+        """
+        assert self._consumer is not None and self._producer is not None
+        work = asyncio.ensure_future(self._producer.run(self._commit_batch, outgoing, offsets))
+        await asyncio.wait({work}, timeout=0.5)
+        paused: list[TopicPartition] = []
+        give_up = time.monotonic() + _WEDGED_AFTER
+        while not work.done():
+            if time.monotonic() > give_up:
+                raise TransactionWedged(f"no answer from the transaction in {_WEDGED_AFTER:.0f} s")
+            msgs = await self._consumer.consume(100, 0.1)
+            self._carry += data_messages(msgs, "events topic")
+            if len(self._carry) >= self._settings.fanout_batch_max and not paused:
+                c = self._consumer.consumer
+                paused = await self._consumer.call(c.assignment)
+                await self._consumer.call(c.pause, paused)
+        if paused:
+            c = self._consumer.consumer
+            await self._consumer.call(c.resume, paused)
+        work.result()
 
     def _commit_batch(self, outgoing: list[Outgoing], offsets: list[TopicPartition]) -> None:
         """Blocking: one transaction for the batch's records and its consumer offsets."""
@@ -179,6 +235,7 @@ class FanoutService:
     async def _rewind(self) -> None:
         """Seek every assigned partition back to its committed offset."""
         assert self._consumer is not None
+        self._carry = []  # consumed past the committed offsets: fetched again after the seek
         c = self._consumer.consumer
         assigned = await self._consumer.call(c.assignment)
         if not assigned:

@@ -40,6 +40,8 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float
+    status: int = 200  # what the script answered
+    delay: float = 0.0  # how long it waited before answering
 
     @property
     def json(self) -> Any:
@@ -98,10 +100,13 @@ class Receiver:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         with self._lock:
-            self.requests.append(Received(request.path, dict(request.headers), body, time.time()))
             n = self._counts[request.path] = self._counts.get(request.path, 0) + 1
             script = self._scripts.get(request.path)
-        reply = script(n) if script else Reply()
+            reply = script(n) if script else Reply()
+            self.requests.append(
+                Received(request.path, dict(request.headers), body, time.time(),
+                         reply.status, reply.delay)
+            )  # fmt: skip
         if reply.delay:
             await asyncio.sleep(reply.delay)
         return web.Response(status=reply.status, headers=reply.headers, body=reply.body)
@@ -188,12 +193,16 @@ class Pipeline:
             self.wait_ready(role, timeout)
         return self
 
-    def _spawn(self, role: str) -> None:
-        n = self._starts[role] = self._starts.get(role, 0) + 1
-        log = self.log_path(role, n)
+    def _spawn(self, name: str) -> None:
+        """Start worker `name`: a role ("deliver"), or a role's extra replica ("deliver@2")."""
+        n = self._starts[name] = self._starts.get(name, 0) + 1
+        log = self.log_path(name, n)
+        role, _, replica = name.partition("@")
         env = {**os.environ, **self.env}
+        if replica:
+            env["SYNCTEC_INSTANCE_ID"] = f"{role}-{replica}"
         with log.open("wb") as out:
-            self.procs[role] = subprocess.Popen(
+            self.procs[name] = subprocess.Popen(
                 [sys.executable, "-m", "synctec_webhooks.cli", role],
                 env=env,
                 stdout=out,
@@ -240,11 +249,12 @@ class Pipeline:
         self.wait_ready(role)
 
     def stop(self) -> dict[str, int | None]:
+        """SIGTERM every worker still running; their exit codes (killed ones left out)."""
         codes: dict[str, int | None] = {}
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for role, proc in self.procs.items():
+        running = {name: proc for name, proc in self.procs.items() if proc.poll() is None}
+        for proc in running.values():
+            proc.send_signal(signal.SIGTERM)
+        for role, proc in running.items():
             try:
                 codes[role] = proc.wait(30)
             except subprocess.TimeoutExpired:

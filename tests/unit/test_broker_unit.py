@@ -208,3 +208,107 @@ def test_log_tail_leaves_out_java_stack_frames(tmp_path: Path) -> None:
         "java.lang.RuntimeException: Unable to start acceptor for PLAINTEXT",
         "Caused by: java.net.BindException: Address already in use",
     ]
+
+
+# --- clusters -------------------------------------------------------------------------
+
+
+def test_rendered_properties_for_a_cluster_node(tmp_path: Path) -> None:
+    voters = broker.quorum_voters([19093, 19193, 19293])
+    replication = broker.Replication.for_cluster(3)
+
+    text = broker.render_properties(
+        19192, 19193, tmp_path, node_id=2, voters=voters, replication=replication
+    )
+    props = _properties(text)
+
+    assert voters == "1@127.0.0.1:19093,2@127.0.0.1:19193,3@127.0.0.1:19293"
+    assert props["node.id"] == "2"
+    assert props["controller.quorum.voters"] == voters
+    assert props["listeners"] == "PLAINTEXT://127.0.0.1:19192,CONTROLLER://127.0.0.1:19193"
+    for key in (
+        "default.replication.factor",
+        "offsets.topic.replication.factor",
+        "transaction.state.log.replication.factor",
+        "share.coordinator.state.topic.replication.factor",
+    ):
+        assert props[key] == "3", key
+    for key in (
+        "min.insync.replicas",
+        "transaction.state.log.min.isr",
+        "share.coordinator.state.topic.min.isr",
+    ):
+        assert props[key] == "2", key
+
+
+@pytest.mark.parametrize(
+    ("size", "factor", "min_insync"),
+    [(1, 1, 1), (2, 2, 1), (3, 3, 2), (5, 3, 2)],
+)
+def test_cluster_replication_tolerates_one_node_down(
+    size: int, factor: int, min_insync: int
+) -> None:
+    assert broker.Replication.for_cluster(size) == broker.Replication(factor, min_insync)
+
+
+@pytest.mark.parametrize(("factor", "min_insync"), [(1, 2), (3, 0), (0, 0)])
+def test_replication_refuses_impossible_settings(factor: int, min_insync: int) -> None:
+    with pytest.raises(ValueError, match="min_insync"):
+        broker.Replication(factor, min_insync)
+
+
+@pytest.mark.parametrize(
+    ("stored", "free", "expected"),
+    [
+        # every stored port free: all kept
+        ([(5000, 5001), (5002, 5003)], {5000, 5001, 5002, 5003}, [(5000, 5001), (5002, 5003)]),
+        # node 2's broker port taken: only that one moves
+        ([(5000, 5001), (5002, 5003)], {5000, 5001, 5003}, [(5000, 5001), (None, 5003)]),
+        # two nodes stored the same port (a copied dir): the second gets a new one
+        ([(5000, 5001), (5000, 5003)], {5000, 5001, 5003}, [(5000, 5001), (None, 5003)]),
+        # first start
+        ([None, None, None], set(), [(None, None)] * 3),
+    ],
+)
+def test_choose_cluster_ports(
+    stored: list[tuple[int, int] | None],
+    free: set[int],
+    expected: list[tuple[int | None, int | None]],
+) -> None:
+    chosen = broker.choose_cluster_ports(stored, free.__contains__)
+
+    every_port = [port for pair in chosen for port in pair]
+    assert len(set(every_port)) == len(every_port), "no port given twice"
+    for (broker_port, controller_port), (want_broker, want_controller) in zip(
+        chosen, expected, strict=True
+    ):
+        assert broker_port == want_broker or (want_broker is None and broker_port not in free)
+        assert controller_port == want_controller or (
+            want_controller is None and controller_port not in free
+        )
+
+
+def test_cluster_refuses_a_data_dir_of_another_size(tmp_path: Path) -> None:
+    (tmp_path / "cluster.json").write_text('{"cluster_id": "x", "size": 3}\n')
+
+    with pytest.raises(broker.BrokerError, match="cluster of 3 nodes, not 5"):
+        broker.LocalCluster(size=5, data_dir=tmp_path)._cluster_id(tmp_path)
+
+
+def test_cluster_id_is_kept_in_the_data_dir(tmp_path: Path) -> None:
+    first = broker.LocalCluster(data_dir=tmp_path)._cluster_id(tmp_path)
+
+    assert broker.LocalCluster(data_dir=tmp_path)._cluster_id(tmp_path) == first
+
+
+def test_an_unstarted_cluster_says_so() -> None:
+    cluster = broker.LocalCluster()
+
+    with pytest.raises(broker.BrokerError, match="not been started"):
+        _ = cluster.bootstrap_servers
+
+
+def test_broker_command_refuses_zero_nodes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert broker.main_broker(json_output=True, data_dir=None, fetch_only=False, nodes=0) == 1
+
+    assert "at least one node" in capsys.readouterr().err
