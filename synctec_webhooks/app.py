@@ -1,9 +1,9 @@
 """Wiring: start one or more workers in one process, sharing a subscription table.
 
-Each `synctec-webhooks fanout|deliver|retry` runs one role; `run` runs all three (and a
-broker). Every role starts the same way: settings, logging, the operations endpoint
-(/metrics, /healthz, /readyz: `ops.py`), a stop event set by SIGINT/SIGTERM, then the
-worker loops until stopped.
+Each `synctec-webhooks fanout|deliver|retry|admin` runs one role; `run` runs all four
+(and a broker). Every role starts the same way: settings, logging, the operations
+endpoint (/metrics, /healthz, /readyz: `ops.py`), a stop event set by SIGINT/SIGTERM,
+then the worker loops until stopped.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from consumers.delivery.service import DeliveryService
@@ -25,7 +25,6 @@ from synctec_webhooks import logs
 from synctec_webhooks.config import ConfigError, Settings
 from synctec_webhooks.dlq import DeadLetterWriter
 from synctec_webhooks.kafka import AsyncProducer
-from synctec_webhooks.kafka_stats import ConsumerStats
 from synctec_webhooks.ops import OpsServer, subscriptions_check
 from synctec_webhooks.serialization import make_codec
 from synctec_webhooks.subscriptions import SubscriptionTable
@@ -33,11 +32,10 @@ from synctec_webhooks.subscriptions import SubscriptionTable
 logger = logging.getLogger(__name__)
 
 ROLES = ("fanout", "deliver", "retry")
+ADMIN = "admin"  # the admin service (synctec_webhooks/admin), a role of its own
 
 
 class Worker(Protocol):
-    kafka_stats: ConsumerStats
-
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None: ...
 
 
@@ -62,12 +60,13 @@ async def run_workers(
     settings: Settings,
     roles: Iterable[str],
     stop: asyncio.Event,
-    on_ready: Callable[[], None] | None = None,
+    on_ready: Callable[[Mapping[str, Worker]], None] | None = None,
     ops: OpsServer | None = None,
 ) -> None:
     """Run the given roles until `stop` is set; a worker that fails stops the others.
 
-    Serves /metrics, /healthz and /readyz on `ops`, or on a server of its own.
+    `on_ready` gets the workers by role once every one is ready. Serves /metrics,
+    /healthz and /readyz on `ops`, or on a server of its own.
     """
     roles = list(roles)
     async with contextlib.AsyncExitStack() as stack:
@@ -80,7 +79,7 @@ async def _run_workers(
     settings: Settings,
     roles: list[str],
     stop: asyncio.Event,
-    on_ready: Callable[[], None] | None,
+    on_ready: Callable[[Mapping[str, Worker]], None] | None,
     ops: OpsServer,
 ) -> None:
     codec = make_codec(settings.schema_registry_url)
@@ -95,7 +94,6 @@ async def _run_workers(
     )
     ops.on_scrape(lambda: _count_subscriptions(ops, table))
     ops.follow(stop)
-    await table.start()
     workers: dict[str, Worker] = {}
     for role in roles:
         if role == "fanout":
@@ -105,9 +103,17 @@ async def _run_workers(
             workers[role] = DeliveryService(settings, codec, table, ops.metrics)
         elif role == "retry":
             workers[role] = RetryService(settings, codec, table, ops.metrics)
+        elif role == ADMIN:
+            from synctec_webhooks.admin import AdminService
+
+            workers[role] = AdminService(settings, codec, table)
         else:
-            raise ValueError(f"unknown role {role!r}; choose from {', '.join(ROLES)}")
-        ops.add_check(role, workers[role].kafka_stats.readiness)
+            raise ValueError(f"unknown role {role!r}; choose from {', '.join((*ROLES, ADMIN))}")
+        stats = getattr(workers[role], "kafka_stats", None)
+        if stats is not None:
+            ops.add_check(role, stats.readiness)
+    # Started only now that every worker could be built (a bad setting raises above).
+    await table.start()
     readies = {role: asyncio.Event() for role in workers}
     tasks = [
         asyncio.create_task(w.run(stop, readies[role]), name=role) for role, w in workers.items()
@@ -119,7 +125,7 @@ async def _run_workers(
         first: set[asyncio.Future[Any]] = {all_ready, *tasks}
         done, _ = await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
         if all_ready in done and on_ready is not None:
-            on_ready()
+            on_ready(workers)
         else:
             all_ready.cancel()
         # Any worker returning (by stop or by failure) stops the others.

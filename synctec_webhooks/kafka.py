@@ -184,6 +184,8 @@ def core_topics(settings: Settings) -> list[TopicSpec]:
         # Dead letters are the record of what failed for good: kept until removed by hand.
         TopicSpec(t.deadletters, 3, {"retention.ms": "-1"}),
         TopicSpec(f"{t.deadletters}.replayed", 1, {"cleanup.policy": "compact"}),
+        # Recent attempts for people to look at, not a record to keep: a week is plenty.
+        TopicSpec(t.attempts, 3, {"retention.ms": str(7 * 24 * 3600 * 1000)}),
     ]
     specs += [
         TopicSpec(t.retry(tier), settings.delivery_partitions)

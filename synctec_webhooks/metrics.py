@@ -34,8 +34,8 @@ EVENT_TYPES = tuple(sorted(schemas.EVENT_SCHEMA))
 UNKNOWN = "unknown"  # a record whose type could not be read
 OTHER = "other"  # a value outside the fixed list: kept out of the label space
 
-# Delivery outcomes, one label value each. `ssrf_refused` is reserved for deliveries
-# the SSRF guard refuses before any connection is made.
+# Delivery outcomes, one label value each. `ssrf_refused`: deliveries the SSRF guard
+# refused before any connection was made.
 OUTCOMES = (
     "2xx",
     "3xx",
@@ -52,6 +52,7 @@ _KIND_OUTCOMES = {
     "connection_error": "connection_error",
     "invalid_url": "invalid_url",
     "ssrf_refused": "ssrf_refused",
+    "refused": "ssrf_refused",  # OutcomeKind.REFUSED: the guard refused every address
 }
 DEAD_LETTER_REASONS = (
     deadletter.RETRIES_EXHAUSTED,
@@ -60,6 +61,8 @@ DEAD_LETTER_REASONS = (
     deadletter.UNDECODABLE,
     deadletter.INVALID_EVENT,
     deadletter.INVALID_SUBSCRIPTION,
+    deadletter.REFUSED,
+    deadletter.WEBHOOK_DISABLED,
 )
 # Codes worth a series from the start, so "no errors" reads as 0 rather than no data.
 COMMON_KAFKA_ERRORS = ("_TRANSPORT", "_ALL_BROKERS_DOWN")
