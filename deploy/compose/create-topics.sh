@@ -16,6 +16,7 @@ create --topic "$PREFIX.subscriptions" --partitions 1 \
     --config cleanup.policy=compact --config min.compaction.lag.ms=0
 create --topic "$PREFIX.deadletters" --partitions 3 --config retention.ms=-1
 create --topic "$PREFIX.deadletters.replayed" --partitions 1 --config cleanup.policy=compact
+create --topic "$PREFIX.attempts" --partitions 3 --config retention.ms=604800000
 for tier in $(seq 1 "$RETRY_TIERS"); do
     create --topic "$PREFIX.retry.$tier" --partitions 3 --config retention.ms=604800000
 done
