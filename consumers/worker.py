@@ -75,6 +75,7 @@ class ConsumeDispatchWorker:
         self._fatal: BaseException | None = None
         self._progress = asyncio.Event()  # set whenever a record finishes
         self._pauses: dict[tuple[str, int], set[str]] = {}
+        self._sought: set[tuple[str, int]] = set()  # window-paused and sought back
         self.consumer: AsyncConsumer | None = None
         self.dispatcher: Dispatcher | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -132,6 +133,9 @@ class ConsumeDispatchWorker:
 
     def _start(self, msg: Message, stop: asyncio.Event) -> None:
         topic, partition, offset = position(msg)
+        if self._held_back(topic, partition, offset):
+            self._slots.release()
+            return
         source = deadletter.Source(topic, partition, offset)
         try:
             _, record = self.codec.decode(topic, msg.value() or b"")
@@ -223,6 +227,22 @@ class ConsumeDispatchWorker:
 
     # --- pauses ---------------------------------------------------------------------
 
+    def _held_back(self, topic: str, partition: int, offset: int) -> bool:
+        """True for a record of a partition paused for its window: not started now.
+
+        The pause stops fetching, but the batch in hand may hold more of the partition:
+        seek back to the first of them (fetched again on resume) and skip the rest, so
+        the window, and what a crash redoes, stays within `max_uncommitted`.
+        """
+        key = (topic, partition)
+        if "window" not in self._pauses.get(key, ()):
+            return False
+        if key not in self._sought:
+            assert self.consumer is not None
+            self.consumer.consumer.seek(TopicPartition(topic, partition, offset))
+            self._sought.add(key)
+        return True
+
     def pause_for(self, topic: str, partition: int, reason: str) -> None:
         """Pause a partition for a reason; it resumes when no reason is left."""
         assert self.consumer is not None
@@ -236,6 +256,8 @@ class ConsumeDispatchWorker:
         if not reasons or reason not in reasons:
             return
         reasons.discard(reason)
+        if reason == "window":
+            self._sought.discard((topic, partition))
         if not reasons:
             del self._pauses[(topic, partition)]
             assert self.consumer is not None
@@ -276,6 +298,7 @@ class ConsumeDispatchWorker:
             self.tracker.forget(tp.topic, tp.partition)
             # librdkafka forgets pauses of partitions it takes away; so do we.
             self._pauses.pop((tp.topic, tp.partition), None)
+            self._sought.discard((tp.topic, tp.partition))
         self.on_revoked(partitions)
 
     async def _shutdown(self, producer: AsyncProducer, sender: Sender) -> None:

@@ -96,7 +96,7 @@ class Settings:
     max_in_flight_per_endpoint: int = 20
     # Started-but-not-committed records per partition before it is paused: bounds what a
     # crash redoes (one slow record holds the committed offset back for all after it).
-    max_uncommitted: int = 1000
+    max_uncommitted: int = 250
     response_body_limit: int = 64 * 1024
     events_partitions: int = 6
     delivery_partitions: int = 3
