@@ -20,7 +20,8 @@ ENV PYTHONUNBUFFERED=1 \
     SYNCTEC_METRICS_HOST=0.0.0.0 \
     SYNCTEC_LOG_FORMAT=json
 USER 10001
-# run 9400, fanout 9401, deliver 9402, retry 9403 (SYNCTEC_METRICS_PORT overrides)
-EXPOSE 9400 9401 9402 9403
+# /metrics: run 9400, fanout 9401, deliver 9402, retry 9403, admin 9404
+# (SYNCTEC_METRICS_PORT overrides); the admin API 8080 (SYNCTEC_ADMIN_PORT)
+EXPOSE 9400 9401 9402 9403 9404 8080
 ENTRYPOINT ["synctec-webhooks"]
 CMD ["run"]

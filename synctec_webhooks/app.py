@@ -106,7 +106,10 @@ async def _run_workers(
         elif role == ADMIN:
             from synctec_webhooks.admin import AdminService
 
-            workers[role] = AdminService(settings, codec, table)
+            admin = workers[role] = AdminService(settings, codec, table)
+            # Ready: the API listens (after replaying the attempts) on a caught-up table.
+            ops.add_check(role, admin.readiness)
+            ops.add_check("subscriptions", subscriptions_check(table))
         else:
             raise ValueError(f"unknown role {role!r}; choose from {', '.join((*ROLES, ADMIN))}")
         stats = getattr(workers[role], "kafka_stats", None)

@@ -94,6 +94,12 @@ class AdminService:
             await self.attempts.stop()
             self._producer.close()
 
+    def readiness(self) -> tuple[bool, str]:
+        """For /readyz: ready once the attempts are replayed and the API listens."""
+        if self.url is None:
+            return False, "starting: replaying the attempts topic, API not listening yet"
+        return True, f"API on {self.url}/api/v1"
+
     @property
     def writer(self) -> SubscriptionWriter:
         assert self._writer is not None, "AdminService.run() first"

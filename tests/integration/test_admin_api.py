@@ -379,3 +379,14 @@ def test_settings_page_is_served_without_a_token(pipeline: Pipeline) -> None:
         html = resp.read().decode()
         assert "Settings" in html and "/static/app.js" in html
         assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
+
+
+def test_the_admin_service_is_ready_on_its_ops_port(pipeline: Pipeline) -> None:
+    """What its Kubernetes readiness probe and compose health check ask."""
+    import urllib.request
+
+    with urllib.request.urlopen(pipeline.ops_url(ADMIN) + "/readyz", timeout=10) as resp:
+        body = json.loads(resp.read())
+    assert body["ready"] is True
+    assert set(body["checks"]) == {"admin", "subscriptions"}
+    assert pipeline.admin_url() in body["checks"]["admin"]["detail"]

@@ -2,7 +2,7 @@
 the compose-spec schema (vendored in check-jsonschema), the Kubernetes manifests against
 the Kubernetes schemas (bundled in kubernetes-validate; our own schemas for the two
 CRDs), the Prometheus rules and config with promtool, and every file against the code
-it has to agree with (topics, ports, roles, probes).
+it has to agree with (topics, ports, roles, probes, which role gets which secret).
 
 No broker; the tools run as processes, so these live beside the integration tests.
 """
@@ -24,11 +24,14 @@ import kubernetes_validate
 import pytest
 import referencing
 import yaml
+from cryptography.fernet import Fernet
 from kubernetes_validate.utils import latest_version, schema_contents
 
-from synctec_webhooks.config import Settings
+from synctec_webhooks.admin import check_token
+from synctec_webhooks.config import ConfigError, Settings
 from synctec_webhooks.kafka import TopicSpec, core_topics
 from synctec_webhooks.ops_settings import DEFAULT_PORTS
+from synctec_webhooks.secrets_crypto import SecretBox
 from tests.integration.prometheus_server import INSTALL_HINT
 from tools import dashboard as dash
 
@@ -37,7 +40,24 @@ DEPLOY = ROOT / "deploy"
 COMPOSE = DEPLOY / "compose" / "compose.yaml"
 K8S = DEPLOY / "k8s"
 SCHEMAS = Path(__file__).parent / "schemas"
-ROLES = ("fanout", "deliver", "retry")
+WORKERS = ("fanout", "deliver", "retry")
+ADMIN = "admin"
+ROLES = (*WORKERS, ADMIN)
+# What the code needs (secrets_crypto, admin.service): the delivery and retry workers
+# open sealed webhook secrets to sign and the admin service seals them; the fan-out
+# never opens one, so it gets no key. Only the admin service gets the admin token.
+SECRET_KEY = "SYNCTEC_SECRET_KEY"
+ADMIN_TOKEN = "SYNCTEC_ADMIN_TOKEN"
+SECRETS_OF = {
+    "fanout": set(),
+    "deliver": {SECRET_KEY},
+    "retry": {SECRET_KEY},
+    ADMIN: {SECRET_KEY, ADMIN_TOKEN},
+}
+K8S_SECRET = "synctec-webhooks-secrets"
+# Manifests that document rather than deploy (the Secret's placeholder): validated,
+# never in kustomization.yaml, so an apply cannot overwrite the real Secret.
+EXAMPLES = {"secret.example.yaml"}
 # The oldest Kubernetes minor we claim, and the newest kubernetes-validate knows.
 K8S_VERSIONS = ("1.29", latest_version())
 PROMETHEUS_JOBS = {f"synctec-{role}" for role in ROLES}
@@ -225,14 +245,48 @@ def test_compose_runs_a_three_broker_kraft_cluster_and_the_workers() -> None:
         assert (
             COMPOSE.parent / worker["build"]["context"] / worker["build"]["dockerfile"]
         ).is_file()
-        env = worker["environment"]
+        env = {k: compose_default(str(v)) for k, v in worker["environment"].items()}
         assert set(env["KAFKA_BOOTSTRAP_SERVERS"].split(",")) == {f"{b}:9092" for b in brokers}
-        Settings.from_env({k: str(v) for k, v in env.items()})  # settings the code accepts
+        Settings.from_env(env)  # settings the code accepts
         assert f"127.0.0.1:{DEFAULT_PORTS[role]}/readyz" in " ".join(worker["healthcheck"]["test"])
+        assert worker["expose"] == [str(DEFAULT_PORTS[role])]
         assert worker["depends_on"]["topics"]["condition"] == "service_completed_successfully"
     prometheus = services["prometheus"]
     config_dir = prometheus["volumes"][0].split(":")[0]
     assert (COMPOSE.parent / config_dir).resolve() == dash.PROMETHEUS_CONFIG.parent
+
+
+def compose_default(value: str) -> str:
+    """`${NAME:-default}` as compose resolves it with NAME unset."""
+    return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", value)
+
+
+def test_compose_gives_each_role_the_secrets_it_needs_and_no_others() -> None:
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    keys = set()
+    for role in ROLES:
+        env = services[role]["environment"]
+        assert {SECRET_KEY, ADMIN_TOKEN} & set(env) == SECRETS_OF[role], role
+        if SECRET_KEY in env:
+            # Overridable from the shell or .env, one value for every role.
+            assert env[SECRET_KEY].startswith("${SYNCTEC_SECRET_KEY:-"), role
+            keys.add(env[SECRET_KEY])
+    assert len(keys) == 1
+    # The placeholders work out of the box (the code accepts them) and say what they are.
+    [key] = keys
+    SecretBox([compose_default(key)])
+    token = services[ADMIN]["environment"][ADMIN_TOKEN]
+    assert token.startswith("${SYNCTEC_ADMIN_TOKEN:-INSECURE")
+    check_token(compose_default(token))
+
+
+def test_compose_admin_service_publishes_its_api_on_loopback() -> None:
+    admin = yaml.safe_load(COMPOSE.read_text())["services"][ADMIN]
+    env = {k: compose_default(str(v)) for k, v in admin["environment"].items()}
+    settings = Settings.from_env(env)
+    assert settings.admin_host == "0.0.0.0"  # the container's own interfaces
+    assert admin["ports"] == [f"127.0.0.1:{settings.admin_port}:{settings.admin_port}"]
+    assert admin["deploy"]["replicas"] == 1
 
 
 def compose_topics() -> dict[str, TopicSpec]:
@@ -278,7 +332,7 @@ def test_dockerfile_builds_from_files_that_exist() -> None:
     assert 'ENTRYPOINT ["synctec-webhooks"]' in text
     assert re.search(r"^USER [1-9][0-9]*$", text, re.MULTILINE), "runs as root"
     exposed = {int(p) for line in re.findall(r"^EXPOSE (.+)$", text, re.M) for p in line.split()}
-    assert {DEFAULT_PORTS[r] for r in (*ROLES, "run")} <= exposed
+    assert {DEFAULT_PORTS[r] for r in (*ROLES, "run")} | {Settings.admin_port} <= exposed
 
 
 # --- Kubernetes -----------------------------------------------------------------------
@@ -316,7 +370,15 @@ def validate(doc: dict[str, Any], version: str) -> None:
 def test_k8s_manifests_match_the_kubernetes_schemas(version: str) -> None:
     docs = k8s_docs()
     kinds = {d["kind"] for _, d in docs}
-    assert {"Namespace", "ConfigMap", "Deployment", "PodDisruptionBudget", "KafkaTopic"} <= kinds
+    assert {
+        "Namespace",
+        "ConfigMap",
+        "Secret",
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+        "KafkaTopic",
+    } <= kinds
     for name, doc in docs:
         try:
             validate(doc, version)
@@ -335,6 +397,8 @@ def test_k8s_manifests_match_the_kubernetes_schemas(version: str) -> None:
             lambda d: d["spec"]["template"]["spec"]["containers"][0].update(readinesProbe={}),
         ),
         ("PodDisruptionBudget", "synctec-retry", lambda d: d["spec"].update(minAvailable=[1])),
+        ("Service", "synctec-admin", lambda d: d["spec"]["ports"][0].update(port="http")),
+        ("Secret", K8S_SECRET, lambda d: d.update(stringdata={})),
         ("KafkaTopic", "synctec-events", lambda d: d["spec"].update(partitions=0)),
         ("KafkaTopic", "synctec-events", lambda d: d["spec"].update(partition=6)),
         ("KafkaTopic", "synctec-events", lambda d: d["metadata"]["labels"].clear()),
@@ -351,41 +415,104 @@ def test_the_validators_reject_broken_manifests(kind: str, name: str, mutate: An
 def test_k8s_kustomization_lists_every_manifest() -> None:
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     files = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
-    assert set(kustomization["resources"]) == files
+    assert EXAMPLES <= files
+    assert set(kustomization["resources"]) == files - EXAMPLES
+
+
+def container_env(role: str) -> dict[str, dict[str, Any]]:
+    [container] = the("Deployment", f"synctec-{role}")["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def role_settings(role: str) -> Settings:
+    """The role's settings as its pod gets them: the ConfigMap, and the Secret's keys
+    with values the code accepts."""
+    env = dict(the("ConfigMap", "synctec-webhooks")["data"])
+    for name in container_env(role):
+        env[name] = {SECRET_KEY: Fernet.generate_key().decode(), ADMIN_TOKEN: "t" * 32}[name]
+    return Settings.from_env(env)
 
 
 @pytest.mark.parametrize("role", ROLES)
-def test_k8s_worker_deployment(role: str) -> None:
-    config = the("ConfigMap", "synctec-webhooks")["data"]
-    settings = Settings.from_env(config)
+def test_k8s_role_deployment(role: str) -> None:
+    settings = role_settings(role)
     deployment = the("Deployment", f"synctec-{role}")
     pod = deployment["spec"]["template"]
     [container] = pod["spec"]["containers"]
     assert container["args"] == [role]
     assert container["envFrom"] == [{"configMapRef": {"name": "synctec-webhooks"}}]
-    [port] = container["ports"]
-    assert port == {"name": "metrics", "containerPort": settings.ops.port_for([role])}
-    assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(port["containerPort"])
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    expected = {"metrics": settings.ops.port_for([role])}
+    if role == ADMIN:
+        expected["http"] = settings.admin_port
+        assert settings.admin_host == "0.0.0.0"  # reachable through its Service
+    assert ports == expected
+    assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(ports["metrics"])
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
     resources = container["resources"]
     assert {"cpu", "memory"} <= set(resources["requests"]) & set(resources["limits"])
     # A SIGTERM'd worker finishes in-flight POSTs first (HTTP timeout + 5 s) and commits.
     assert pod["spec"]["terminationGracePeriodSeconds"] > settings.http_timeout + 5 + 10
-    # Replicas beyond the partition count would only stand by.
-    partitions = {
-        "fanout": settings.events_partitions,
-        "deliver": settings.delivery_partitions,
-        "retry": settings.delivery_partitions * len(settings.retry.delays),
-    }[role]
-    assert 2 <= deployment["spec"]["replicas"] <= partitions
+    replicas = deployment["spec"]["replicas"]
+    if role == ADMIN:
+        # Stateless but for what it replays at start; writes are serialized per process
+        # only, so one replica (two at most), see the comment in admin.yaml.
+        assert 1 <= replicas <= 2
+        assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    else:
+        # Replicas beyond the partition count would only stand by.
+        partitions = {
+            "fanout": settings.events_partitions,
+            "deliver": settings.delivery_partitions,
+            "retry": settings.delivery_partitions * len(settings.retry.delays),
+        }[role]
+        assert 2 <= replicas <= partitions
     labels = pod["metadata"]["labels"]
     assert deployment["spec"]["selector"]["matchLabels"] == labels
     assert labels["app.kubernetes.io/component"] == role
-    pdb = the("PodDisruptionBudget", f"synctec-{role}")
-    assert pdb["spec"]["selector"]["matchLabels"] == labels
+    pdb = the("PodDisruptionBudget", f"synctec-{role}")["spec"]
+    assert pdb["selector"]["matchLabels"] == labels
+    # A node drain can always evict one pod: with one replica, minAvailable 1 never could.
+    assert pdb.get("maxUnavailable", 0) >= 1 or pdb["minAvailable"] < replicas
     monitor = the("PodMonitor", "synctec-webhooks")["spec"]
     assert monitor["selector"]["matchLabels"].items() <= labels.items()
+    [endpoint] = monitor["podMetricsEndpoints"]
+    assert endpoint["port"] in ports
+
+
+def test_k8s_admin_service_routes_to_the_api() -> None:
+    service = the("Service", "synctec-admin")["spec"]
+    pod = the("Deployment", "synctec-admin")["spec"]["template"]
+    assert service["selector"] == pod["metadata"]["labels"]
+    [port] = service["ports"]
+    assert port["targetPort"] == "http"
+    assert port["port"] == role_settings(ADMIN).admin_port
+
+
+def test_k8s_secrets_come_from_the_secret_and_only_where_needed() -> None:
+    for name, doc in k8s_docs():
+        if doc["kind"] == "ConfigMap":
+            assert not {SECRET_KEY, ADMIN_TOKEN} & set(doc["data"]), name
+    secret = the("Secret", K8S_SECRET)["stringData"]
+    assert set(secret) == {SECRET_KEY, ADMIN_TOKEN}
+    for role in ROLES:
+        env = container_env(role)
+        assert set(env) == SECRETS_OF[role], role
+        for name, var in env.items():
+            assert var["valueFrom"] == {"secretKeyRef": {"name": K8S_SECRET, "key": name}}
+            assert "value" not in var
+
+
+def test_k8s_secret_placeholders_are_refused_by_the_code() -> None:
+    """Applied unedited, the placeholder Secret stops the services with a configuration
+    error; it never runs them with a published key or token."""
+    secret = the("Secret", K8S_SECRET)["stringData"]
+    with pytest.raises(ConfigError, match=SECRET_KEY):
+        SecretBox(Settings.from_env({SECRET_KEY: secret[SECRET_KEY]}).secret_keys)
+    with pytest.raises(ConfigError, match=ADMIN_TOKEN):
+        check_token(secret[ADMIN_TOKEN])
 
 
 def test_k8s_topics_match_the_code() -> None:

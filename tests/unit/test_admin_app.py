@@ -135,3 +135,11 @@ def test_the_admin_refuses_to_start_without_a_proper_token(token: str | None) ->
     codec = make_codec(None)
     with pytest.raises(ConfigError, match="SYNCTEC_ADMIN_TOKEN"):
         AdminService(settings, codec, SubscriptionTable(settings, codec))
+
+
+def test_not_ready_until_the_api_listens() -> None:
+    service = _service()
+    ok, detail = service.readiness()
+    assert not ok and "attempts" in detail
+    service.url = "http://127.0.0.1:8080"
+    assert service.readiness() == (True, "API on http://127.0.0.1:8080/api/v1")
