@@ -172,6 +172,8 @@ class Pipeline:
             "SYNCTEC_METADATA_REFRESH_MS": "300",
             "SYNCTEC_HTTP_TIMEOUT": "2",
             "SYNCTEC_LOG_LEVEL": "INFO",
+            # Several workers of a role on one machine: each its own free metrics port.
+            "SYNCTEC_METRICS_PORT": "0",
             "SYNCTEC_SECRET_KEY": Fernet.generate_key().decode(),
             "SYNCTEC_ALLOW_PRIVATE_NETWORKS": LOOPBACK,
             "SYNCTEC_ADMIN_TOKEN": secrets.token_urlsafe(24),
