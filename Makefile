@@ -6,7 +6,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help run test unit faults bench broker lint clean
+.PHONY: help run test unit faults bench broker browser screenshot lint clean prometheus deploy-check dashboard
+CHROMIUM := /usr/bin/chromium
+# What `make run` lets deliveries reach: loopback only, so a local receiver works.
+LOCAL_NETWORKS := 127.0.0.0/8,::1/128
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -25,12 +28,31 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/pip install -q -e '.[test,dev,bench]'
 	@touch $(BENCH_STAMP)
 
-run: $(STAMP) ## start broker, fan-out, delivery and retry workers (Ctrl-C stops)
-	$(BIN)/synctec-webhooks run
+run: $(STAMP) ## start broker, workers and the admin service (Ctrl-C stops)
+	SYNCTEC_ALLOW_PRIVATE_NETWORKS=$${SYNCTEC_ALLOW_PRIVATE_NETWORKS-$(LOCAL_NETWORKS)} $(BIN)/synctec-webhooks run
 
-test: $(STAMP) ## run the whole suite (unit + real-broker integration)
+test: $(STAMP) prometheus browser ## run the whole suite (unit + real-broker + browser)
 	$(BIN)/synctec-webhooks broker --fetch-only
 	$(BIN)/python -m pytest
+
+prometheus: ## install Debian's prometheus + promtool if missing (never started as a service)
+	@tools/ensure-prometheus.sh
+
+deploy-check: $(STAMP) prometheus ## validate deploy/: compose, k8s, promtool rules, dashboard
+	$(BIN)/python -m pytest tests/integration/test_deploy.py
+
+dashboard: $(STAMP) prometheus ## redraw docs/dashboard.png from a real run (about 3 min)
+	$(BIN)/synctec-webhooks broker --fetch-only
+	SYNCTEC_OBSERVABILITY_TRAFFIC_SECONDS=150 SYNCTEC_DASHBOARD_PNG=docs/dashboard.png \
+		$(BIN)/python -m pytest tests/integration/test_observability.py
+
+
+# Debian's Chromium for the settings-page test (Playwright cannot download browsers
+# here). Quick when already installed; apt-get needs root, as CI runs.
+browser: ## install Debian's chromium for the browser test, if missing
+	@test -x $(CHROMIUM) || { \
+	  command -v apt-get >/dev/null || { echo "install Chromium at $(CHROMIUM)"; exit 1; }; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 unit: $(STAMP) ## unit tests only (no broker)
 	$(BIN)/python -m pytest tests/unit
@@ -47,7 +69,10 @@ broker: $(STAMP) ## run a local single-node Kafka broker in the foreground
 
 lint: $(STAMP) ## ruff + mypy
 	$(BIN)/ruff check .
-	$(BIN)/mypy synctec_webhooks producers consumers schemas
+	$(BIN)/mypy synctec_webhooks producers consumers schemas tools
+
+screenshot: $(STAMP) browser ## refresh docs/settings-page.png (needs a broker: runs the browser test)
+	SYNCTEC_SCREENSHOT=docs/settings-page.png $(BIN)/python -m pytest -q tests/integration/test_admin_page.py
 
 clean: ## remove the virtualenv and local state (the Kafka jar cache in ~/.cache stays)
 	rm -rf $(VENV) .state

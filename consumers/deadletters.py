@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,7 +86,9 @@ def _read_to_end(settings: Settings, topic: str) -> Iterator[Message]:
                 ends[p] = high
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
         while ends:
-            for msg in consumer.consume(500, 1.0):
+            # Short waits: consume() holds out for a full batch until its timeout, and the
+            # position check below is what ends the read.
+            for msg in consumer.consume(500, 0.1):
                 err = msg.error()
                 if err is not None:
                     if err.code() != KafkaError._PARTITION_EOF:
@@ -113,7 +115,11 @@ class DeadLetters:
         self._admin.ensure(core_topics(settings))
 
     def list(
-        self, webhook_id: str | None = None, event_id: str | None = None
+        self,
+        webhook_id: str | None = None,
+        event_id: str | None = None,
+        event_type: str | None = None,
+        ids: Collection[str] | None = None,
     ) -> list[DeadLetterView]:
         replayed: dict[str, int] = {}
         for msg in _read_to_end(self._settings, self._markers):
@@ -130,13 +136,25 @@ class DeadLetters:
                 continue
             if event_id and rec["event_id"] != event_id:
                 continue
+            if event_type and rec["event_type"] != event_type:
+                continue
+            if ids is not None and rec["dead_letter_id"] not in ids:
+                continue
             # Same id = the same source record dead-lettered again after a crash: keep one.
             found[rec["dead_letter_id"]] = DeadLetterView(rec, replayed.get(rec["dead_letter_id"]))
         return list(found.values())
 
-    def replay(self, webhook_id: str | None = None, event_id: str | None = None) -> tuple[int, int]:
+    def replay(
+        self,
+        webhook_id: str | None = None,
+        event_id: str | None = None,
+        event_type: str | None = None,
+        ids: Collection[str] | None = None,
+    ) -> tuple[int, int]:
         """Replay what matches and was not replayed yet: (replayed, not replayable)."""
-        views = [v for v in self.list(webhook_id, event_id) if v.replayed_at is None]
+        views = [
+            v for v in self.list(webhook_id, event_id, event_type, ids) if v.replayed_at is None
+        ]
         producer = Producer(producer_config(self._settings, "deadletters-replay"))
         errors: list[KafkaError] = []
 

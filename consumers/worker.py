@@ -14,6 +14,11 @@ partitions paused (delivery topics are per webhook), so its backlog waits in Kaf
 the rest of the stream flows; the lane resumes at a quarter. A partition that arrives
 unpaused for a paused lane (after a rebalance) is paused at its first record.
 
+Bounded redo. A partition whose uncommitted window reaches `max_uncommitted` is paused
+too, and the rest of the batch in hand for it is sought back, so a crash redoes at most
+that many records per partition. Pauses carry reasons ("lane", "window", the retry
+worker's "not due"); a partition resumes when none is left.
+
 Offsets of finished records are stored in batches, once per consume round and before
 every commit, rather than one `store_offsets` call per record.
 
@@ -46,9 +51,12 @@ from synctec_webhooks.kafka import (
     data_messages,
     position,
 )
+from synctec_webhooks.kafka_stats import ConsumerStats
+from synctec_webhooks.metrics import Metrics
 from synctec_webhooks.offsets import OffsetTracker
 from synctec_webhooks.serialization import Codec, SerializationError
 from synctec_webhooks.subscriptions import SubscriptionTable
+from synctec_webhooks.topics import Topics
 
 logger = logging.getLogger(__name__)
 
@@ -65,20 +73,33 @@ class ConsumeDispatchWorker:
     # retry topics are shared, and the retry worker bounds its lanes by memory only.
     pause_lanes = True
 
-    def __init__(self, settings: Settings, codec: Codec, table: SubscriptionTable) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        codec: Codec,
+        table: SubscriptionTable,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.settings = settings
         self.codec = codec
         self.table = table
+        self.metrics = metrics or Metrics.create(retry_tiers=len(settings.retry.delays))
+        self.kafka_stats = ConsumerStats(
+            self.metrics,
+            Topics(settings.topic_prefix),
+            self.group(),
+            settings.ops.stats_interval_ms,
+            settled=self.settled,
+        )
         self.tracker = OffsetTracker()
         self._http_slots = asyncio.Semaphore(settings.max_in_flight)
         self._lanes: dict[str, Lane] = {}
         self._holding = 0  # records consumed and not finished, all lanes
-        self._room = asyncio.Event()  # set when _held drops below max_held
+        self._room = asyncio.Event()  # set when _holding drops below max_held
         self._running: Counter[tuple[str, int]] = Counter()  # started records per partition
         self._to_store: dict[tuple[str, int], int] = {}
-        self._paused: dict[tuple[str, int], str] = {}  # paused partition -> its lane
-        self._to_pause: set[tuple[str, int]] = set()
-        self._to_resume: set[tuple[str, int]] = set()
+        self._pauses: dict[tuple[str, int], set[str]] = {}
+        self._sought: set[tuple[str, int]] = set()  # window-paused and sought back
         self._tasks: set[asyncio.Task[None]] = set()
         self._fatal: BaseException | None = None
         self._stop = asyncio.Event()
@@ -104,6 +125,11 @@ class ConsumeDispatchWorker:
     def on_revoked(self, partitions: Sequence[TopicPartition]) -> None:
         """Called on the event loop when partitions are revoked or lost."""
 
+    def settled(self, topic: str, partition: int) -> bool:
+        """For the lag metric (kafka_stats.py): True when every record the consumer has
+        passed beyond the committed offset is finished. Called on the consume thread."""
+        return False
+
     # --- the loop -----------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
@@ -112,8 +138,12 @@ class ConsumeDispatchWorker:
         sender = Sender(self.settings)
         await sender.start()
         producer = AsyncProducer(self.settings, self.role)
-        self.dispatcher = Dispatcher(self.settings, self.codec, self.table, producer, sender)
-        self.consumer = AsyncConsumer(consumer_config(self.settings, self.group(), self.role))
+        self.dispatcher = Dispatcher(
+            self.settings, self.codec, self.table, producer, sender, metrics=self.metrics
+        )
+        self.consumer = AsyncConsumer(
+            consumer_config(self.settings, self.group(), self.role, **self.kafka_stats.config())
+        )
         self.consumer.consumer.subscribe(
             self.subscription(), on_revoke=self._on_revoke, on_lost=self._on_revoke
         )
@@ -128,7 +158,6 @@ class ConsumeDispatchWorker:
                     self._room.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._room.wait(), 0.2)
-                    self._apply_pauses()
                     self._store_offsets()
                     continue
                 msgs = await self.consumer.consume(500, 0.2)
@@ -139,7 +168,6 @@ class ConsumeDispatchWorker:
                         touched.add(lane)
                 for lane in touched:
                     self._top_up(lane)
-                self._apply_pauses()
                 self._store_offsets()
             if self._fatal is not None:
                 raise WorkerCrashed(f"{self.role} worker stopped: {self._fatal}") from self._fatal
@@ -149,9 +177,10 @@ class ConsumeDispatchWorker:
     def _accept(self, msg: Message) -> Lane | None:
         """Decode a record and queue it on its webhook's lane."""
         topic, partition, offset = position(msg)
-        value = msg.value() or b""
+        if self._held_back(topic, partition, offset):
+            return None
         try:
-            _, record = self.codec.decode(topic, value)
+            _, record = self.codec.decode(topic, msg.value() or b"")
         except SerializationError as exc:
             if exc.retriable:
                 raise WorkerCrashed(f"cannot decode for now, restart to retry: {exc}") from exc
@@ -162,15 +191,30 @@ class ConsumeDispatchWorker:
         return self._queue(record["webhook_id"], Item(topic, partition, offset, msg.key(), record))
 
     def _queue(self, webhook_id: str, item: Item) -> Lane:
-        self.tracker.add(item.topic, item.partition, item.offset)
+        topic, partition, offset = item.topic, item.partition, item.offset
+        tracked = self.tracker.partition(topic, partition)
+        if offset <= tracked.last:
+            # The consumer went back to the committed offset without a revoke we saw
+            # (an assignment lost to a session timeout, say): start a new generation, so
+            # the records still in flight from before cannot move the new one's offset.
+            logger.warning("%s: %s/%d rewound from %d to %d; tracking it afresh",
+                           self.role, topic, partition, tracked.last, offset)  # fmt: skip
+            self.tracker.forget(topic, partition)
+            tracked = self.tracker.partition(topic, partition)
+        tracked.add(offset)
+        item.tracked = tracked
+        if tracked.window >= self.settings.max_uncommitted:
+            # Bound what a crash can redo: stop fetching this partition until the
+            # finished prefix catches up with it.
+            self.pause_for(topic, partition, "window")
         self._holding += 1
         lane = self._lanes.get(webhook_id)
         if lane is None:
             lane = self._lanes[webhook_id] = self._new_lane(webhook_id)
         lane.push(item)
         if self.pause_lanes and webhook_id != _POISON_LANE:
-            tp = (item.topic, item.partition)
-            if lane.paused and tp not in self._paused:
+            tp = (topic, partition)
+            if lane.paused and tp not in lane.paused_partitions:
                 self._pause_lane(lane, [tp])  # assigned to us since the lane was paused
             elif not lane.paused and lane.held >= self.lane_cap(lane):
                 self._pause_lane(lane, self._lane_partitions(tp))
@@ -240,14 +284,14 @@ class ConsumeDispatchWorker:
                 lane.done(item)
                 lane.on_answer(status, retry_after, loop.time())
                 self._released(lane)
-                self._finished(item.topic, item.partition, item.offset)
+                self._finished(item)
                 if lane.wanted_runners():  # the AIMD limit grew back
                     self._top_up(lane)
         finally:
             lane.runners -= 1
 
     async def _dispatch(self, item: Item) -> tuple[int | None, float | None]:
-        assert self.dispatcher is not None
+        assert self.dispatcher is not None and self.loop is not None
         source = deadletter.Source(item.topic, item.partition, item.offset)
         if item.record is None:
             await self.dispatcher.dead_letter(
@@ -258,7 +302,6 @@ class ConsumeDispatchWorker:
         lane = self._lanes.get(item.record["webhook_id"])
         if lane is not None and handled.subscription is not lane.subscription:
             # First record of the lane, or the webhook was updated: its limits may differ.
-            assert self.loop is not None
             lane.subscription = handled.subscription
             lane.configure(*self._limits_of(lane.webhook_id), self.loop.time())
         return handled.status, handled.retry_after
@@ -275,10 +318,18 @@ class ConsumeDispatchWorker:
         if lane.paused and lane.held <= self.lane_cap(lane) // 4:
             self._resume_lane(lane)
 
-    def _finished(self, topic: str, partition: int, offset: int) -> None:
-        position = self.tracker.done(topic, partition, offset)
-        if position is not None:
-            self._to_store[(topic, partition)] = position
+    def _finished(self, item: Item) -> None:
+        tracked = item.tracked
+        assert tracked is not None
+        position = tracked.done(item.offset)
+        if position is None:
+            return
+        topic, partition = item.topic, item.partition
+        if self.tracker.current(topic, partition) is not tracked:
+            return  # revoked or rewound meanwhile: this generation commits nothing more
+        if tracked.window < self.settings.max_uncommitted // 2:
+            self.resume_for(topic, partition, "window")
+        self._to_store[(topic, partition)] = position
 
     def _store_offsets(self) -> None:
         """Store every partition's new committable position in one call."""
@@ -293,7 +344,45 @@ class ConsumeDispatchWorker:
             if exc.args[0].code() != KafkaError._STATE:
                 raise
 
-    # --- pausing --------------------------------------------------------------------
+    # --- pauses ---------------------------------------------------------------------
+
+    def _held_back(self, topic: str, partition: int, offset: int) -> bool:
+        """True for a record of a partition paused for its window: not started now.
+
+        The pause stops fetching, but the batch in hand may hold more of the partition:
+        seek back to the first of them (fetched again on resume) and skip the rest, so
+        the window, and what a crash redoes, stays within `max_uncommitted`.
+        """
+        key = (topic, partition)
+        if "window" not in self._pauses.get(key, ()):
+            return False
+        if key not in self._sought:
+            assert self.consumer is not None
+            self.consumer.consumer.seek(TopicPartition(topic, partition, offset))
+            self._sought.add(key)
+        return True
+
+    def pause_for(self, topic: str, partition: int, reason: str) -> None:
+        """Pause a partition for a reason; it resumes when no reason is left."""
+        assert self.consumer is not None
+        reasons = self._pauses.setdefault((topic, partition), set())
+        if not reasons:
+            with contextlib.suppress(KafkaException):  # revoked meanwhile
+                self.consumer.consumer.pause([TopicPartition(topic, partition)])
+        reasons.add(reason)
+
+    def resume_for(self, topic: str, partition: int, reason: str) -> None:
+        reasons = self._pauses.get((topic, partition))
+        if not reasons or reason not in reasons:
+            return
+        reasons.discard(reason)
+        if reason == "window":
+            self._sought.discard((topic, partition))
+        if not reasons:
+            del self._pauses[(topic, partition)]
+            assert self.consumer is not None
+            with contextlib.suppress(KafkaException):
+                self.consumer.consumer.resume([TopicPartition(topic, partition)])
 
     def _lane_partitions(self, tp: tuple[str, int]) -> list[tuple[str, int]]:
         """Every partition of the lane's topic assigned to us (delivery topics are per
@@ -304,32 +393,16 @@ class ConsumeDispatchWorker:
 
     def _pause_lane(self, lane: Lane, partitions: list[tuple[str, int]]) -> None:
         lane.paused = True
-        for tp in partitions:
-            if tp not in self._paused:
-                self._paused[tp] = lane.webhook_id
-                self._to_pause.add(tp)
-                self._to_resume.discard(tp)
+        for topic, partition in partitions:
+            lane.paused_partitions.add((topic, partition))
+            self.pause_for(topic, partition, "lane")
         logger.debug("lane %s paused at %d records", lane.webhook_id, lane.held)
 
     def _resume_lane(self, lane: Lane) -> None:
         lane.paused = False
-        for tp in lane.pause_partitions(self._paused):
-            del self._paused[tp]
-            self._to_resume.add(tp)
-            self._to_pause.discard(tp)
-
-    def _apply_pauses(self) -> None:
-        """One pause and one resume call per consume round: each call takes librdkafka's
-        locks, and at full load lanes fill and drain many times a second."""
-        assert self.consumer is not None
-        c = self.consumer.consumer
-        with contextlib.suppress(KafkaException):  # a partition revoked meanwhile
-            if self._to_pause:
-                c.pause([TopicPartition(t, p) for t, p in self._to_pause])
-            if self._to_resume:
-                c.resume([TopicPartition(t, p) for t, p in self._to_resume])
-        self._to_pause.clear()
-        self._to_resume.clear()
+        for topic, partition in lane.paused_partitions:
+            self.resume_for(topic, partition, "lane")
+        lane.paused_partitions.clear()
 
     # --- rebalance and shutdown ---------------------------------------------------
 
@@ -347,9 +420,10 @@ class ConsumeDispatchWorker:
     async def _drain(self, partitions: Sequence[TopicPartition]) -> None:
         revoked = {(tp.topic, tp.partition) for tp in partitions}
         for lane in self._lanes.values():
-            dropped = lane.drop(revoked)
-            for _ in range(dropped):
+            # Queued records were not started: the next owner fetches them again.
+            for _ in range(lane.drop(revoked)):
                 self._released(lane)
+            lane.paused_partitions -= revoked
         deadline = time.monotonic() + self.drain_timeout
         while any(self._running[tp] for tp in revoked):
             self._progress.clear()
@@ -366,9 +440,9 @@ class ConsumeDispatchWorker:
                     self.role, left, topic, partition,
                 )  # fmt: skip
             self.tracker.forget(topic, partition)
-            self._paused.pop((topic, partition), None)
-            self._to_pause.discard((topic, partition))
-            self._to_resume.discard((topic, partition))
+            # librdkafka forgets pauses of partitions it takes away; so do we.
+            self._pauses.pop((topic, partition), None)
+            self._sought.discard((topic, partition))
         self._store_offsets()
         self.on_revoked(partitions)
 

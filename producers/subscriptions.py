@@ -11,44 +11,24 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 
 from confluent_kafka import KafkaError, Message, Producer
 
 import schemas
-from consumers.delivery.outcome import validate_webhook_url
+from synctec_webhooks import webhooks
 from synctec_webhooks.config import Settings
 from synctec_webhooks.kafka import TopicAdmin, core_topics, delivery_topic_spec, producer_config
 from synctec_webhooks.matching import Subscription
+from synctec_webhooks.secrets_crypto import SecretBox, load_box
 from synctec_webhooks.serialization import Codec, make_codec
-from synctec_webhooks.signing import generate_secret
+from synctec_webhooks.ssrf import Guard
 from synctec_webhooks.subscriptions import SubscriptionTable, to_record
 from synctec_webhooks.topics import Topics
+from synctec_webhooks.webhooks import InvalidSubscription, new_webhook_id, parse_event_types
 
-WILDCARD = "*"
-
-
-class InvalidSubscription(ValueError):
-    """A webhook we refuse to store; the message names the field."""
-
-
-def parse_event_types(text: str | Sequence[str]) -> tuple[str, ...]:
-    items = text.split(",") if isinstance(text, str) else list(text)
-    types = tuple(dict.fromkeys(i.strip() for i in items if i.strip()))
-    if not types:
-        raise InvalidSubscription("events: give at least one event type, or '*' for all")
-    unknown = [t for t in types if t != WILDCARD and t not in schemas.EVENT_TYPES]
-    if unknown:
-        raise InvalidSubscription(
-            f"events: unknown event type {unknown[0]!r}; "
-            f"choose from {', '.join(schemas.EVENT_TYPES)} or '*'"
-        )
-    return (WILDCARD,) if WILDCARD in types else types
-
-
-def new_webhook_id() -> str:
-    return "wh_" + uuid.uuid4().hex[:24]
+__all__ = ["InvalidSubscription", "SubscriptionWriter", "new_webhook_id", "parse_event_types"]
 
 
 class SubscriptionWriter:
@@ -59,6 +39,16 @@ class SubscriptionWriter:
         self._admin = TopicAdmin(settings)
         self._admin.ensure(core_topics(settings))
         self._producer = Producer(producer_config(settings, "subscriptions-writer"))
+        self.guard = Guard.from_cidrs(settings.allow_private_networks)
+        self._box: SecretBox | None = None
+
+    @property
+    def box(self) -> SecretBox:
+        """The key that seals secrets; made (under the state dir) on first need if none."""
+        if self._box is None:
+            self._box = load_box(self._settings, create=True)
+            assert self._box is not None
+        return self._box
 
     def add(
         self,
@@ -69,38 +59,37 @@ class SubscriptionWriter:
         max_in_flight: int | None = None,
         rate_limit: float | None = None,
     ) -> Subscription:
-        try:
-            url = validate_webhook_url(url)
-        except ValueError as exc:
-            raise InvalidSubscription(str(exc)) from None
-        if max_in_flight is not None and max_in_flight < 1:
-            raise InvalidSubscription(f"max_in_flight: must be at least 1, got {max_in_flight}")
-        if rate_limit is not None and not (math.isfinite(rate_limit) and rate_limit > 0):
-            raise InvalidSubscription(f"rate_limit: must be a number > 0, got {rate_limit}")
-        now = int(time.time() * 1000)
-        sub = Subscription(
-            id=new_webhook_id(),
-            url=url,
-            events=parse_event_types(events),
-            secret=secret or generate_secret(),
-            description=description,
-            enabled=True,
-            created_at=now,
-            updated_at=now,
-            max_in_flight=max_in_flight,
-            rate_limit=rate_limit,
+        """Validate, then write. The returned subscription's `secret` is the clear secret,
+        to be shown once; the topic only gets it sealed."""
+        sub = webhooks.create(
+            url,
+            events,
+            description,
+            guard=self.guard,
+            box=lambda: self.box,
+            now_ms=int(time.time() * 1000),
+            secret=secret,
         )
+        if max_in_flight is not None and max_in_flight < 1:
+            raise InvalidSubscription("max_in_flight", f"must be at least 1, got {max_in_flight}")
+        if rate_limit is not None and not (math.isfinite(rate_limit) and rate_limit > 0):
+            raise InvalidSubscription("rate_limit", f"must be a number > 0, got {rate_limit}")
+        sub = replace(sub, max_in_flight=max_in_flight, rate_limit=rate_limit)
         self._admin.ensure([delivery_topic_spec(self._settings, sub.id)])
         self.put(sub)
         return sub
+
+    def ensure_delivery_topic(self, webhook_id: str) -> None:
+        self._admin.ensure([delivery_topic_spec(self._settings, webhook_id)])
 
     def put(self, sub: Subscription) -> None:
         value = self._codec.encode(self._topics.subscriptions, schemas.SUBSCRIPTION, to_record(sub))
         self._write(sub.id, value)
 
-    def remove(self, sub_id: str) -> bool:
-        """Write a tombstone; False when no such webhook exists."""
-        if not any(s.id == sub_id for s in self.list()):
+    def remove(self, sub_id: str, known: bool = False) -> bool:
+        """Write a tombstone; False when no such webhook exists (`known`: the caller
+        checked already)."""
+        if not known and not any(s.id == sub_id for s in self.list()):
             return False
         self._write(sub_id, None)
         return True

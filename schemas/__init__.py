@@ -24,6 +24,7 @@ from fastavro.schema import to_parsing_canonical_form
 __all__ = [
     "DEAD_LETTER",
     "DELIVERY",
+    "DELIVERY_ATTEMPT",
     "EVENT_SCHEMA",
     "EVENT_TYPES",
     "SCHEMA_DIR",
@@ -49,7 +50,8 @@ EVENT_SCHEMA: dict[str, str] = {
 SUBSCRIPTION = "com.synctec.webhooks.Subscription"
 DELIVERY = "com.synctec.webhooks.Delivery"
 DEAD_LETTER = "com.synctec.webhooks.DeadLetter"
-_REQUIRED = (*EVENT_SCHEMA.values(), SUBSCRIPTION, DELIVERY, DEAD_LETTER)
+DELIVERY_ATTEMPT = "com.synctec.webhooks.DeliveryAttempt"
+_REQUIRED = (*EVENT_SCHEMA.values(), SUBSCRIPTION, DELIVERY, DEAD_LETTER, DELIVERY_ATTEMPT)
 
 
 @dataclass(frozen=True)

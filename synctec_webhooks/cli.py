@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -26,7 +27,13 @@ def _print_json(obj: Any) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from synctec_webhooks.app import install_stop_handlers, run_loop, run_workers, setup_logging
+    from synctec_webhooks.app import (
+        install_stop_handlers,
+        leave_stuck_threads,
+        run_loop,
+        run_workers,
+        setup_logging,
+    )
 
     setup_logging()
     settings = _settings()
@@ -36,7 +43,30 @@ def cmd_worker(args: argparse.Namespace) -> int:
         install_stop_handlers(stop)
         await run_workers(settings, [args.role], stop)
 
-    run_loop(main())
+    try:
+        run_loop(main())
+    except Exception:
+        # The traceback is the message: the worker stopped on an error it cannot
+        # skip, with its offsets uncommitted; a restart redoes the work.
+        logging.getLogger("synctec_webhooks").exception("%s worker failed", args.role)
+        return leave_stuck_threads(1)
+    return leave_stuck_threads(0)
+
+
+def cmd_admin(args: argparse.Namespace) -> int:
+    from synctec_webhooks.admin import check_token
+    from synctec_webhooks.app import ADMIN, install_stop_handlers, run_workers, setup_logging
+
+    setup_logging()
+    settings = _settings()
+    check_token(settings.admin_token)  # before connecting to anything
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        install_stop_handlers(stop)
+        await run_workers(settings, [ADMIN], stop)
+
+    asyncio.run(main())
     return 0
 
 
@@ -105,20 +135,16 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
             print(f"secret (shown once, keep it to verify signatures): {sub.secret}")
         return 0
     if args.action == "list":
+        from synctec_webhooks.admin.views import webhook_view
+        from synctec_webhooks.webhooks import redact_url
+
         subs = writer.list()
         for s in subs:
-            row = {
-                "id": s.id,
-                "url": s.url,
-                "events": list(s.events),
-                "enabled": s.enabled,
-                "description": s.description,
-                "created_at": s.created_at,
-            }
             if args.json:
-                _print_json(row)
+                _print_json(webhook_view(s))  # the API's view: never the secret
             else:
-                print(f"{s.id}  {s.url}  {','.join(s.events)}{'' if s.enabled else '  (disabled)'}")
+                state = "" if s.enabled else f"  (disabled: {s.disabled_reason})"
+                print(f"{s.id}  {redact_url(s.url, s.url)}  {','.join(s.events)}{state}")
         if not subs and not args.json:
             print("no webhooks yet: synctec-webhooks webhooks add --url URL --events '*'")
         return 0
@@ -136,7 +162,7 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     settings = _settings()
     dls = DeadLetters(settings, make_codec(settings.schema_registry_url))
     if args.action == "list":
-        views = dls.list(args.webhook, args.event_id)
+        views = dls.list(args.webhook, args.event_id, args.event_type)
         for v in views:
             s = v.summary()
             if args.json:
@@ -150,7 +176,7 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
         if not views and not args.json:
             print("no dead letters")
         return 0
-    replayed, skipped = dls.replay(args.webhook, args.event_id)
+    replayed, skipped = dls.replay(args.webhook, args.event_id, args.event_type)
     print(
         f"replayed {replayed} dead letters"
         + (f"; {skipped} had no delivery to replay" if skipped else "")
@@ -174,8 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("run", help="broker (unless KAFKA_BOOTSTRAP_SERVERS is set) + all workers")
-    s.add_argument("--json", action="store_true", help="print one JSON ready line")
+    s = sub.add_parser(
+        "run", help="broker (unless KAFKA_BOOTSTRAP_SERVERS is set), all workers, admin service"
+    )
+    s.add_argument(
+        "--json",
+        action="store_true",
+        help='print one JSON ready line: {"bootstrap_servers", "admin_url"[, "admin_token"]}',
+    )
     s.add_argument("--data-dir", help="broker data dir (default $SYNCTEC_STATE_DIR/kafka)")
     s.set_defaults(func=cmd_run)
 
@@ -197,6 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         s = sub.add_parser(role, help=text)
         s.set_defaults(func=cmd_worker, role=role)
+
+    s = sub.add_parser(
+        "admin", help="the admin API (/api/v1) and settings page (/); needs SYNCTEC_ADMIN_TOKEN"
+    )
+    s.set_defaults(func=cmd_admin)
 
     s = sub.add_parser("emit", help="emit sync events (a JSON argument, or NDJSON on stdin)")
     s.add_argument("event", nargs="?", help="the event as JSON; '-' or absent reads stdin")
@@ -223,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
         a = dsub.add_parser(name, help=f"{name} dead letters")
         a.add_argument("--webhook", help="only this webhook id")
         a.add_argument("--event-id", help="only this event id")
+        a.add_argument("--event-type", help="only this event type")
         if name == "list":
             a.add_argument("--json", action="store_true", help="one JSON object per line")
     s.set_defaults(func=cmd_dead_letters)

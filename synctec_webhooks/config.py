@@ -7,6 +7,7 @@ The full table of variables is in the README ("Settings").
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -14,6 +15,7 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from synctec_webhooks.ops_settings import OpsConfigError, OpsSettings
 from synctec_webhooks.retry_policy import DEFAULT_DELAYS, RetryPolicy, parse_delays
 
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,80}$")
@@ -36,7 +38,7 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -44,9 +46,33 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r}: expected an integer") from None
-    if value <= 0:
-        raise ConfigError(f"{name}={raw!r}: must be greater than 0")
+    if value < minimum:
+        raise ConfigError(f"{name}={raw!r}: must be at least {minimum}")
     return value
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(env, name, default, minimum=0)  # 0: any free port
+    if value > 65535:
+        raise ConfigError(f"{name}={value}: a port is at most 65535")
+    return value
+
+
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
+
+
+def _networks(env: Mapping[str, str]) -> tuple[str, ...]:
+    name = "SYNCTEC_ALLOW_PRIVATE_NETWORKS"
+    networks = _list(env, name)
+    for cidr in networks:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"{name}: {cidr!r} is not a CIDR; use e.g. 127.0.0.0/8,::1/128"
+            ) from None
+    return networks
 
 
 def _instance_id(env: Mapping[str, str]) -> str:
@@ -68,6 +94,9 @@ class Settings:
     http_timeout: float = 10.0
     max_in_flight: int = 1000
     max_in_flight_per_endpoint: int = 20
+    # Started-but-not-committed records per partition before it is paused: bounds what a
+    # crash redoes (one slow record holds the committed offset back for all after it).
+    max_uncommitted: int = 250
     # Requests/s to one webhook per worker process; None = no limit. A webhook's own
     # `rate_limit` (subscription field) wins over this default.
     rate_limit_per_endpoint: float | None = None
@@ -80,6 +109,20 @@ class Settings:
     # How often a pattern subscription looks for new per-endpoint delivery topics.
     metadata_refresh_ms: int = 2000
     state_dir: str = ".state"
+    # Fernet keys (SYNCTEC_SECRET_KEY, comma-separated: the first encrypts, all decrypt)
+    # sealing webhook secrets on the subscriptions topic; see secrets_crypto.
+    secret_keys: tuple[str, ...] = field(default=(), repr=False)
+    # CIDRs the SSRF guard lets through (SYNCTEC_ALLOW_PRIVATE_NETWORKS); see ssrf.
+    allow_private_networks: tuple[str, ...] = ()
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 8080
+    admin_token: str | None = field(default=None, repr=False)
+    # How long a rotated-out secret still signs, so receivers can switch without a gap.
+    rotation_grace: float = 24 * 3600.0
+    # Consecutive events dead-lettered before a webhook is disabled (0: never).
+    disable_after_failures: int = 20
+    # Recent attempts kept in memory per webhook by the admin service.
+    attempts_per_webhook: int = 100
     # Names this process among replicas of a role (the fan-out's transactional id);
     # keep it stable across restarts of one replica, distinct between replicas.
     instance_id: str = "0"
@@ -90,6 +133,8 @@ class Settings:
     transaction_timeout_ms: int = 10_000
     session_timeout_ms: int = 10_000
     kafka_debug: str = ""
+    # /metrics, /healthz, /readyz and the metrics' own options (ops_settings.py).
+    ops: OpsSettings = field(default_factory=OpsSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -121,6 +166,7 @@ class Settings:
             max_in_flight_per_endpoint=_int(
                 env, "SYNCTEC_MAX_IN_FLIGHT_PER_ENDPOINT", cls.max_in_flight_per_endpoint
             ),
+            max_uncommitted=_int(env, "SYNCTEC_MAX_UNCOMMITTED", cls.max_uncommitted),
             rate_limit_per_endpoint=(_float(env, "SYNCTEC_RATE_LIMIT_PER_ENDPOINT", 0.0) or None),
             lane_cap=_int(env, "SYNCTEC_LANE_CAP", cls.lane_cap),
             response_body_limit=_int(env, "SYNCTEC_RESPONSE_BODY_LIMIT", cls.response_body_limit),
@@ -128,6 +174,18 @@ class Settings:
             delivery_partitions=_int(env, "SYNCTEC_DELIVERY_PARTITIONS", cls.delivery_partitions),
             metadata_refresh_ms=_int(env, "SYNCTEC_METADATA_REFRESH_MS", cls.metadata_refresh_ms),
             state_dir=env.get("SYNCTEC_STATE_DIR", cls.state_dir),
+            secret_keys=_list(env, "SYNCTEC_SECRET_KEY"),
+            allow_private_networks=_networks(env),
+            admin_host=env.get("SYNCTEC_ADMIN_HOST") or cls.admin_host,
+            admin_port=_port(env, "SYNCTEC_ADMIN_PORT", cls.admin_port),
+            admin_token=env.get("SYNCTEC_ADMIN_TOKEN") or None,
+            rotation_grace=_float(env, "SYNCTEC_ROTATION_GRACE", cls.rotation_grace),
+            disable_after_failures=_int(
+                env, "SYNCTEC_DISABLE_AFTER_FAILURES", cls.disable_after_failures, minimum=0
+            ),
+            attempts_per_webhook=_int(
+                env, "SYNCTEC_ATTEMPTS_PER_WEBHOOK", cls.attempts_per_webhook
+            ),
             instance_id=_instance_id(env),
             fanout_batch_max=_int(env, "SYNCTEC_FANOUT_BATCH_MAX", cls.fanout_batch_max),
             fanout_batch_ms=_int(env, "SYNCTEC_FANOUT_BATCH_MS", cls.fanout_batch_ms),
@@ -137,6 +195,7 @@ class Settings:
             transaction_timeout_ms=_int(
                 env, "SYNCTEC_TRANSACTION_TIMEOUT_MS", cls.transaction_timeout_ms
             ),
+            ops=_ops(env),
         )
 
     @property
@@ -146,3 +205,10 @@ class Settings:
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _ops(env: Mapping[str, str]) -> OpsSettings:
+    try:
+        return OpsSettings.from_env(env)
+    except OpsConfigError as exc:
+        raise ConfigError(str(exc)) from None

@@ -7,6 +7,9 @@ Reasons (the `reason` field, a stable machine code; `detail` is the human senten
     undecodable         the bytes on a topic are not a record we can read (`raw` keeps them)
     invalid_event       the record decoded but is not a sync event we know
     invalid_subscription  a subscriptions-topic record that is not a usable webhook
+    webhook_disabled    the webhook is disabled (by an operator, a 410, or too many
+                        failed events); replay after re-enabling it
+    refused             the SSRF guard refused the address the URL resolves to
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ WEBHOOK_NOT_FOUND = "webhook_not_found"
 UNDECODABLE = "undecodable"
 INVALID_EVENT = "invalid_event"
 INVALID_SUBSCRIPTION = "invalid_subscription"
+WEBHOOK_DISABLED = "webhook_disabled"
+REFUSED = "refused"
 
 
 @dataclass(frozen=True)

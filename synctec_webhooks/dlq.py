@@ -13,6 +13,7 @@ import schemas
 from synctec_webhooks import deadletter
 from synctec_webhooks.config import Settings
 from synctec_webhooks.kafka import AsyncProducer, produce_until_acked
+from synctec_webhooks.metrics import Metrics
 from synctec_webhooks.serialization import Codec
 from synctec_webhooks.topics import Topics
 
@@ -26,12 +27,14 @@ class DeadLetterWriter:
         codec: Codec,
         producer: AsyncProducer,
         clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         self._codec = codec
         self._producer = producer
         self._clock = clock
         self._topic = Topics(settings.topic_prefix).deadletters
         self.by_reason: Counter[str] = Counter()
+        self._metrics = metrics or Metrics.create(retry_tiers=len(settings.retry.delays))
 
     async def write(
         self,
@@ -50,6 +53,7 @@ class DeadLetterWriter:
             self._producer, self._topic, value, deadletter.key_of(dl), stop=stop
         )
         self.by_reason[reason] += 1
+        self._metrics.dead_lettered(reason, delivery["event_type"] if delivery else None)
         logger.warning(
             "dead-lettered %s (%s): %s",
             dl["delivery_id"] or f"{source.topic}/{source.partition}@{source.offset}",

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +28,19 @@ from synctec_webhooks.config import Settings
 logger = logging.getLogger(__name__)
 
 
+_error_listeners: list[Callable[[KafkaError], None]] = []
+
+
+def add_error_listener(listener: Callable[[KafkaError], None]) -> Callable[[], None]:
+    """Also send every client's error_cb errors to `listener` (the metrics); returns a
+    function that removes it. Listeners run on librdkafka's threads: keep them quick."""
+    _error_listeners.append(listener)
+    return lambda: _error_listeners.remove(listener)
+
+
 def _error_cb(err: KafkaError) -> None:
+    for listener in list(_error_listeners):
+        listener(err)
     # Severity by code, as quixstreams does: these are informational or transient.
     code = err.code()
     if code == KafkaError._DESTROY:
@@ -172,6 +184,8 @@ def core_topics(settings: Settings) -> list[TopicSpec]:
         # Dead letters are the record of what failed for good: kept until removed by hand.
         TopicSpec(t.deadletters, 3, {"retention.ms": "-1"}),
         TopicSpec(f"{t.deadletters}.replayed", 1, {"cleanup.policy": "compact"}),
+        # Recent attempts for people to look at, not a record to keep: a week is plenty.
+        TopicSpec(t.attempts, 3, {"retention.ms": str(7 * 24 * 3600 * 1000)}),
     ]
     specs += [
         TopicSpec(t.retry(tier), settings.delivery_partitions)
@@ -358,7 +372,12 @@ class TransactionalProducer:
         self._producer.abort_transaction(60)
 
     def close(self, timeout: float = 30.0) -> None:
-        self._producer.flush(timeout)
+        try:
+            self._producer.flush(timeout)
+        except KafkaException as exc:
+            # A fenced or fatal producer refuses to flush; it is being replaced anyway
+            # (its open transaction is aborted by the successor's init_transactions).
+            logger.warning("closing the transactional producer: %s", exc)
         self._thread.shutdown(wait=False)
 
 

@@ -25,6 +25,13 @@ class Subscription:
     enabled: bool = True
     created_at: int = 0
     updated_at: int = 0
+    # The signing secrets sealed with SYNCTEC_SECRET_KEY (secrets_crypto); `secret` is
+    # then "" on the topic and only the admin service or CLI, at creation, knows it.
+    sealed_secrets: str | None = field(default=None, repr=False)
+    rotation_ends_at: int = 0  # epoch ms when a rotated-out secret stops signing
+    disabled_reason: str | None = None  # why it was disabled, for people
+    disabled_at: int = 0
+    enabled_at: int = 0  # epoch ms of the last (re-)enable; failures before it are forgiven
     # Per-webhook limits; None means the worker's defaults (SYNCTEC_MAX_IN_FLIGHT_PER_
     # ENDPOINT, SYNCTEC_RATE_LIMIT_PER_ENDPOINT).
     max_in_flight: int | None = None
@@ -38,9 +45,12 @@ class Subscription:
     def wildcard(self) -> bool:
         return WILDCARD in self.events
 
+    def subscribed(self, event_type: str) -> bool:
+        return self.wildcard or event_type in self.events
+
     def wants(self, event_type: str) -> bool:
         """True if enabled and subscribed to `event_type` or to "*"."""
-        return self.enabled and (self.wildcard or event_type in self.events)
+        return self.enabled and self.subscribed(event_type)
 
 
 class SubscriptionIndex:
@@ -48,12 +58,14 @@ class SubscriptionIndex:
         self._by_id: dict[str, Subscription] = {}
         self._by_type: dict[str, dict[str, Subscription]] = {}
         self._wildcard: dict[str, Subscription] = {}
+        self._disabled: dict[str, Subscription] = {}
 
     def upsert(self, sub: Subscription) -> None:
         """Add `sub`, or replace the subscription with its id (old event types dropped)."""
         self.remove(sub.id)
         self._by_id[sub.id] = sub
         if not sub.enabled:
+            self._disabled[sub.id] = sub
             return
         if sub.wildcard:
             # Only here, so a sub listing "*" and a type is not matched twice.
@@ -68,6 +80,7 @@ class SubscriptionIndex:
         if old is None:
             return
         self._wildcard.pop(sub_id, None)
+        self._disabled.pop(sub_id, None)
         for event_type in old.events:
             bucket = self._by_type.get(event_type)
             if bucket is None:
@@ -79,12 +92,16 @@ class SubscriptionIndex:
     def get(self, sub_id: str) -> Subscription | None:
         return self._by_id.get(sub_id)
 
-    def match(self, event_type: str) -> list[Subscription]:
+    def match(self, event_type: str, include_disabled: bool = False) -> list[Subscription]:
         """Enabled subscriptions for `event_type`, then the "*" ones, each group in the
-        order of their latest upsert."""
+        order of their latest upsert; with `include_disabled`, then the disabled ones
+        subscribed to it (the fan-out hands those on to be dead-lettered, not dropped)."""
         bucket = self._by_type.get(event_type)
         exact = list(bucket.values()) if bucket else []
-        return exact + list(self._wildcard.values()) if self._wildcard else exact
+        found = exact + list(self._wildcard.values()) if self._wildcard else exact
+        if include_disabled and self._disabled:
+            found += [s for s in self._disabled.values() if s.subscribed(event_type)]
+        return found
 
     def all(self) -> list[Subscription]:
         """Every subscription, disabled ones included."""

@@ -59,6 +59,11 @@ class PartitionOffsets:
         return len(self._in_flight)
 
     @property
+    def last(self) -> int:
+        """The last offset added (-1 before the first)."""
+        return self._last
+
+    @property
     def window(self) -> int:
         """Offsets held from the committable position to the last one added.
 
@@ -75,11 +80,19 @@ class OffsetTracker:
         self._partitions: dict[tuple[str, int], PartitionOffsets] = {}
 
     def add(self, topic: str, partition: int, offset: int) -> None:
+        self.partition(topic, partition).add(offset)
+
+    def partition(self, topic: str, partition: int) -> PartitionOffsets:
+        """The partition's tracker, created on first use."""
         key = (topic, partition)
         tracked = self._partitions.get(key)
         if tracked is None:
             tracked = self._partitions[key] = PartitionOffsets()
-        tracked.add(offset)
+        return tracked
+
+    def current(self, topic: str, partition: int) -> PartitionOffsets | None:
+        """The partition's tracker now; after `forget` a new one replaces the old."""
+        return self._partitions.get((topic, partition))
 
     def done(self, topic: str, partition: int, offset: int) -> int | None:
         """The new committable position of the partition, if it moved.

@@ -39,16 +39,22 @@ logger = logging.getLogger(__name__)
 _WARN_EVERY = 10.0  # seconds between warnings while waiting on the broker
 
 
+_STATE_FIELDS = ("rotation_ends_at", "disabled_reason", "disabled_at", "enabled_at")
+
+
 def to_record(sub: Subscription) -> dict[str, Any]:
+    """The Avro record. A sealed subscription's clear `secret` never reaches the topic."""
     return {
         "id": sub.id,
         "url": sub.url,
         "events": list(sub.events),
-        "secret": sub.secret,
+        "secret": "" if sub.sealed_secrets else sub.secret,
         "description": sub.description,
         "enabled": sub.enabled,
         "created_at": sub.created_at,
         "updated_at": sub.updated_at,
+        "sealed_secrets": sub.sealed_secrets,
+        **{name: getattr(sub, name) for name in _STATE_FIELDS},
         "max_in_flight": sub.max_in_flight,
         "rate_limit": sub.rate_limit,
     }
@@ -64,6 +70,11 @@ def from_record(rec: dict[str, Any]) -> Subscription:
         enabled=rec.get("enabled", True),
         created_at=rec.get("created_at", 0),
         updated_at=rec.get("updated_at", 0),
+        sealed_secrets=rec.get("sealed_secrets"),
+        rotation_ends_at=rec.get("rotation_ends_at", 0),
+        disabled_reason=rec.get("disabled_reason"),
+        disabled_at=rec.get("disabled_at", 0),
+        enabled_at=rec.get("enabled_at", 0),
         max_in_flight=rec.get("max_in_flight"),
         rate_limit=rec.get("rate_limit"),
     )

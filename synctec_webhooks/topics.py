@@ -5,6 +5,7 @@
 <prefix>.deliveries.<webhook>    one topic per endpoint, keyed by product id
 <prefix>.retry.<n>               retry tier n (n = 1..len(delays)), one fixed delay each
 <prefix>.deadletters             what failed for good, with its history and reason
+<prefix>.attempts                every finished POST, keyed by webhook, for the admin service
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ class Topics:
     @property
     def deadletters(self) -> str:
         return f"{self.prefix}.deadletters"
+
+    @property
+    def attempts(self) -> str:
+        return f"{self.prefix}.attempts"
 
     def delivery(self, webhook_id: str) -> str:
         return f"{self.prefix}.deliveries.{webhook_id}"

@@ -26,6 +26,10 @@ from synctec_webhooks.broker import KAFKA_VERSION, LocalBroker
 
 logger = logging.getLogger(__name__)
 
+# Other suites may run on this machine at the same time: every service a test starts
+# serves /metrics on a free port (it logs which) instead of its role's fixed default.
+os.environ.setdefault("SYNCTEC_METRICS_PORT", "0")
+
 _BROKER_CHOICE = pytest.StashKey[str]()
 _TRANSACTION_ENV = {
     # The Confluent image sets the offsets topic up for one node but not the

@@ -3,7 +3,9 @@
 look up the webhook -> sign -> POST -> decide -> hand the record on (retry tier or
 dead-letter topic) and wait for the broker's ack. `handle` returns only when the
 record's fate is durable, so the caller may then mark its offset finished. How many
-POSTs run at once, per webhook and in all, is the worker's business (its lanes).
+POSTs run at once, per webhook and in all, is the worker's business (its lanes). A
+disabled webhook's records are dead-lettered unsent. Every POST is also logged to the
+attempts topic (best effort) for the admin service.
 """
 
 from __future__ import annotations
@@ -17,13 +19,16 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import schemas
-from consumers.delivery.handler import DeadLetter, Delivered, ScheduleRetry, decide
+from consumers.delivery.handler import DeadLetter, Decision, Delivered, ScheduleRetry, decide
+from consumers.delivery.outcome import Outcome
 from consumers.delivery.sender import Sender
-from synctec_webhooks import deadletter
+from synctec_webhooks import attempts, deadletter
 from synctec_webhooks.config import Settings
 from synctec_webhooks.dlq import DeadLetterWriter
 from synctec_webhooks.kafka import AsyncProducer, produce_until_acked
 from synctec_webhooks.matching import Subscription
+from synctec_webhooks.metrics import Metrics
+from synctec_webhooks.secrets_crypto import SecretBox, load_box, signing_secrets
 from synctec_webhooks.serialization import Codec
 from synctec_webhooks.signing import signature_headers
 from synctec_webhooks.subscriptions import SubscriptionTable
@@ -60,6 +65,7 @@ class Dispatcher:
         producer: AsyncProducer,
         sender: Sender,
         clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         self._settings = settings
         self._codec = codec
@@ -68,8 +74,16 @@ class Dispatcher:
         self._sender = sender
         self._clock = clock
         self._topics = Topics(settings.topic_prefix)
-        self._dead_letters = DeadLetterWriter(settings, codec, producer, clock)
+        self._box = load_box(settings)
         self.counters = Counters()
+        self.metrics = metrics or Metrics.create(retry_tiers=len(settings.retry.delays))
+        self._dead_letters = DeadLetterWriter(settings, codec, producer, clock, self.metrics)
+
+    def _secret_box(self) -> SecretBox | None:
+        if self._box is None:
+            # The local key file may have been made since this worker started.
+            self._box = load_box(self._settings)
+        return self._box
 
     async def handle(
         self, record: dict[str, Any], source: deadletter.Source, stop: asyncio.Event
@@ -80,24 +94,44 @@ class Dispatcher:
             detail = f"webhook {record['webhook_id']} does not exist (removed before delivery)"
             await self.dead_letter(deadletter.WEBHOOK_NOT_FOUND, detail, record, source, stop)
             return Handled(deadletter.WEBHOOK_NOT_FOUND)
+        if not sub.enabled:
+            # A re-enable written just before this record (enable, then replay) may not
+            # have reached the table yet: catch up to the record's time before refusing.
+            await self._table.sync(record["not_before"] / 1000)
+            sub = self._table.get(sub.id) or sub
+        if not sub.enabled:
+            detail = (
+                f"webhook {sub.id} is disabled ({sub.disabled_reason or 'no reason given'}); "
+                "re-enable it, then replay"
+            )
+            await self.dead_letter(deadletter.WEBHOOK_DISABLED, detail, record, source, stop)
+            return Handled(deadletter.WEBHOOK_DISABLED, subscription=sub)
         body = record["payload"].encode("utf-8")
+        timestamp = int(self._clock())
         headers = signature_headers(
-            secrets=[sub.secret],
+            secrets=signing_secrets(sub, self._secret_box(), timestamp * 1000),
             event_type=record["event_type"],
             event_id=record["event_id"],
             delivery_id=record["delivery_id"],
             attempt=record["attempt"],
-            timestamp=int(self._clock()),
+            timestamp=timestamp,
             body=body,
         )
-        outcome = await self._sender.post(sub.url, body, headers)
+        with self.metrics.in_flight.track_inprogress():
+            outcome = await self._sender.post(sub.url, body, headers)
         self.counters.attempts += 1
+        self.metrics.attempt(
+            webhook_id=sub.id,
+            event_type=record["event_type"],
+            outcome=outcome,
+            event_timestamp=record["event_timestamp"],
+            created_at_ms=record["created_at"],
+            now=self._clock(),
+        )
+        now_ms = int(self._clock() * 1000)
+        decision = decide(record, outcome, self._settings.retry, now_ms, sub.url)
+        self._log_attempt(record, outcome, decision, now_ms)
         answered = Handled("", outcome.status, outcome.retry_after, sub)
-        if outcome.ok:
-            # The common case needs no decision record (no history entry to build).
-            self.counters.delivered += 1
-            return replace(answered, result="delivered")
-        decision = decide(record, outcome, self._settings.retry, int(self._clock() * 1000), sub.url)
         if isinstance(decision, Delivered):
             self.counters.delivered += 1
             return replace(answered, result="delivered")
@@ -108,6 +142,7 @@ class Dispatcher:
                 self._producer, topic, value, record["partition_key"], stop=stop
             )
             self.counters.retried += 1
+            self.metrics.retry_scheduled(decision.tier, record["event_type"])
             logger.info(
                 "delivery %s attempt %d failed (%s); retry %d due in %.1f s",
                 record["delivery_id"],
@@ -121,6 +156,29 @@ class Dispatcher:
         await self.dead_letter(decision.reason, decision.detail, decision.record, source, stop)
         return replace(answered, result=decision.reason)
 
+    def _log_attempt(
+        self, record: dict[str, Any], outcome: Outcome, decision: Decision, now_ms: int
+    ) -> None:
+        if isinstance(decision, Delivered):
+            result = attempts.DELIVERED
+        elif isinstance(decision, ScheduleRetry):
+            result = attempts.RETRY
+        else:
+            result = decision.reason
+        entry = attempts.attempt_record(
+            record,
+            status=outcome.status,
+            error=outcome.error,
+            latency_ms=outcome.latency_ms,
+            outcome=outcome.kind.value,
+            result=result,
+            at_ms=now_ms,
+        )
+        topic = self._topics.attempts
+        value = self._codec.encode(topic, schemas.DELIVERY_ATTEMPT, entry)
+        # Not awaited: the attempt log must not hold up or fail a delivery.
+        self._producer.produce(topic, value, record["webhook_id"]).add_done_callback(_log_unlogged)
+
     async def dead_letter(
         self,
         reason: str,
@@ -133,3 +191,8 @@ class Dispatcher:
         await self._dead_letters.write(reason, detail, source, delivery=record, raw=raw, stop=stop)
         self.counters.dead_lettered += 1
         self.counters.by_reason[reason] += 1
+
+
+def _log_unlogged(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        logger.warning("attempt not logged to the attempts topic: %s", fut.exception())

@@ -9,6 +9,8 @@ from consumers.delivery.outcome import Outcome, OutcomeKind
 from synctec_webhooks import deadletter
 from synctec_webhooks.retry_policy import GiveUp, RetryPolicy
 
+GONE = 410
+
 
 @dataclass(frozen=True)
 class Delivered:
@@ -52,6 +54,14 @@ def decide(
         return Delivered(done)
     if outcome.kind is OutcomeKind.INVALID_URL:
         return DeadLetter(deadletter.INVALID_URL, outcome.error or "invalid URL", done)
+    if outcome.kind is OutcomeKind.REFUSED:
+        # Not retried: the same DNS answer is refused again. Replay once it is fixed.
+        return DeadLetter(deadletter.REFUSED, outcome.error or "refused", done)
+    if outcome.status == GONE:
+        # The receiver says the endpoint is gone for good; the admin service disables
+        # the webhook when it sees this attempt (see synctec_webhooks/health.py).
+        detail = "the endpoint answered 410 Gone, which disables the webhook"
+        return DeadLetter(deadletter.WEBHOOK_DISABLED, detail, done)
     step = policy.after_failure(record["attempt"], now_ms, outcome.retry_after)
     if isinstance(step, GiveUp):
         detail = f"{len(done['history'])} attempts failed; last: {outcome.error}"

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from synctec_webhooks.limits import AdaptiveLimit, TokenBucket
+from synctec_webhooks.offsets import PartitionOffsets
 
 ChainKey = tuple[str, int, bytes | None]
 
@@ -31,6 +32,8 @@ class Item:
     record: dict[str, Any] | None  # None: bytes that could not be decoded
     raw: bytes | None = None
     detail: str = ""
+    # The partition's tracking generation it was added to (a rewind starts a new one).
+    tracked: PartitionOffsets | None = None
 
     @property
     def chain(self) -> ChainKey:
@@ -47,6 +50,7 @@ class Lane:
     runners: int = 0  # coroutines working this lane (the worker's)
     paused: bool = False
     subscription: object = None  # the Subscription its limits were last taken from
+    paused_partitions: set[tuple[str, int]] = field(default_factory=set)
     _queues: dict[ChainKey, deque[Item]] = field(default_factory=dict)
     _ready: deque[ChainKey] = field(default_factory=deque)  # keys with work, none in flight
     _busy: set[ChainKey] = field(default_factory=set)
@@ -112,10 +116,6 @@ class Lane:
             self._ready = deque(c for c in self._ready if c in self._queues)
             self.held -= dropped
         return dropped
-
-    def pause_partitions(self, paused: dict[tuple[str, int], str]) -> list[tuple[str, int]]:
-        """This lane's entries in the worker's paused-partition table."""
-        return [tp for tp, webhook in paused.items() if webhook == self.webhook_id]
 
     # --- pacing ----------------------------------------------------------------------
 

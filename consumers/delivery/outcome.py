@@ -9,7 +9,8 @@ it caught, and records the `Outcome`.
     ├── REDIRECT          yes  3xx: never followed, the endpoint may be fixed later
     ├── TIMEOUT           yes
     ├── CONNECTION_ERROR  yes  refused, DNS, TLS, reset, other aiohttp errors
-    └── INVALID_URL       no   the URL itself cannot be requested
+    ├── INVALID_URL       no   the URL itself cannot be requested
+    └── REFUSED           no   the SSRF guard refused every address of the host
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import aiohttp
 from yarl import URL
 
 from synctec_webhooks.retry_policy import parse_retry_after
+from synctec_webhooks.ssrf import AddressRefused
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +41,7 @@ class OutcomeKind(StrEnum):
     TIMEOUT = "timeout"
     CONNECTION_ERROR = "connection_error"
     INVALID_URL = "invalid_url"
+    REFUSED = "refused"
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ class Outcome:
 
     @property
     def retryable(self) -> bool:
-        return self.kind not in (OutcomeKind.SUCCESS, OutcomeKind.INVALID_URL)
+        return self.kind not in (OutcomeKind.SUCCESS, OutcomeKind.INVALID_URL, OutcomeKind.REFUSED)
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -101,6 +104,9 @@ def from_exception(exc: BaseException, latency_ms: float, timeout: float) -> Out
     """
     if not isinstance(exc, Exception):
         raise exc
+    refused = _refusal(exc)
+    if refused is not None:
+        return refused_outcome(refused, latency_ms)
     if isinstance(exc, TimeoutError):  # asyncio's, and aiohttp.ServerTimeoutError
         return _failure(OutcomeKind.TIMEOUT, f"timed out after {timeout:.1f} s", latency_ms)
     if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
@@ -113,6 +119,16 @@ def from_exception(exc: BaseException, latency_ms: float, timeout: float) -> Out
         return _failure(OutcomeKind.CONNECTION_ERROR, _named(exc), latency_ms)
     logger.warning("unexpected %s while delivering, treated as retryable", type(exc).__name__)
     return _failure(OutcomeKind.CONNECTION_ERROR, "unexpected " + _named(exc), latency_ms)
+
+
+def refused_outcome(reason: str, latency_ms: float = 0.0) -> Outcome:
+    return _failure(OutcomeKind.REFUSED, f"refused by the SSRF guard: {reason}", latency_ms)
+
+
+def _refusal(exc: Exception) -> str | None:
+    # The guard's resolver raises AddressRefused; aiohttp wraps it as a DNS error.
+    inner = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else exc
+    return inner.reason if isinstance(inner, AddressRefused) else None
 
 
 def _failure(kind: OutcomeKind, error: str, latency_ms: float) -> Outcome:

@@ -4,6 +4,10 @@ One aiohttp session per worker: keep-alive connections are pooled per host, redi
 are never followed (a 3xx is a failed attempt, so a webhook cannot be bounced to an
 address nobody checked), the response body is read up to a cap and thrown away (only
 the status matters, and a hostile endpoint must not make us buffer gigabytes).
+
+Every connection goes through the SSRF guard (synctec_webhooks/ssrf.py): host names are
+resolved by `GuardedResolver`, which hands aiohttp only addresses that passed, and IP
+literals (which aiohttp never resolves) are checked here before the request.
 """
 
 from __future__ import annotations
@@ -11,9 +15,11 @@ from __future__ import annotations
 import time
 
 import aiohttp
+from yarl import URL
 
-from consumers.delivery.outcome import Outcome, from_exception, from_response
+from consumers.delivery.outcome import Outcome, from_exception, from_response, refused_outcome
 from synctec_webhooks.config import Settings
+from synctec_webhooks.ssrf import Guard, GuardedResolver, ip_literal
 
 
 class Sender:
@@ -22,9 +28,11 @@ class Sender:
         self._body_limit = settings.response_body_limit
         self._limit = settings.max_in_flight
         self._session: aiohttp.ClientSession | None = None
+        self._guard = Guard.from_cidrs(settings.allow_private_networks)
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(
+            resolver=GuardedResolver(self._guard, aiohttp.DefaultResolver()),
             limit=self._limit,
             limit_per_host=0,  # the per-endpoint cap is the dispatcher's, by webhook
             keepalive_timeout=30,
@@ -44,6 +52,9 @@ class Sender:
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Outcome:
         assert self._session is not None, "Sender.start() first"
         started = time.monotonic()
+        refused = self._refused_literal(url)
+        if refused is not None:
+            return refused_outcome(refused)
         try:
             async with self._session.post(
                 url,
@@ -58,3 +69,11 @@ class Sender:
         except (TimeoutError, aiohttp.ClientError, ValueError, OSError) as exc:
             latency = (time.monotonic() - started) * 1000
             return from_exception(exc, latency, self._timeout)
+
+    def _refused_literal(self, url: str) -> str | None:
+        try:
+            host = URL(url).raw_host
+        except ValueError:
+            return None  # aiohttp reports the invalid URL itself
+        literal = ip_literal(host) if host else None
+        return self._guard.refusal(literal) if literal is not None else None

@@ -58,4 +58,6 @@ def plan(
 def plan_for(
     index: SubscriptionIndex, event_type: str, event: dict[str, Any], now_ms: int
 ) -> list[PlannedDelivery]:
-    return plan(event_type, event, index.match(event_type), now_ms)
+    # Disabled webhooks too: the delivery worker dead-letters their deliveries
+    # (webhook_disabled), so re-enabling and replaying gets every event to them.
+    return plan(event_type, event, index.match(event_type, include_disabled=True), now_ms)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
@@ -39,6 +40,8 @@ from synctec_webhooks.kafka import (
     delivery_topic_spec,
     position,
 )
+from synctec_webhooks.kafka_stats import ConsumerStats
+from synctec_webhooks.metrics import Metrics
 from synctec_webhooks.serialization import Codec, SerializationError
 from synctec_webhooks.subscriptions import SubscriptionTable
 from synctec_webhooks.topics import Topics
@@ -68,12 +71,25 @@ _WEDGED_AFTER = 90.0
 
 
 class FanoutService:
-    def __init__(self, settings: Settings, codec: Codec, table: SubscriptionTable) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        codec: Codec,
+        table: SubscriptionTable,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._settings = settings
         self._codec = codec
         self._table = table
         self._topics = Topics(settings.topic_prefix)
         self._admin = TopicAdmin(settings)
+        self.metrics = metrics or Metrics.create()
+        self.kafka_stats = ConsumerStats(
+            self.metrics, self._topics, self._topics.group("fanout"), settings.ops.stats_interval_ms
+        )
+        # Metrics of the batch in progress, recorded once its transaction commits: an
+        # aborted batch is consumed again and must not be counted twice.
+        self._uncommitted: list[Callable[[], None]] = []
         self._consumer: AsyncConsumer | None = None
         self._producer: TransactionalProducer | None = None
         self._carry: list[Message] = []
@@ -93,7 +109,11 @@ class FanoutService:
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         await asyncio.to_thread(self._admin.ensure, core_topics(self._settings))
         conf = consumer_config(
-            self._settings, self._topics.group("fanout"), "fanout", **{"enable.auto.commit": False}
+            self._settings,
+            self._topics.group("fanout"),
+            "fanout",
+            **{"enable.auto.commit": False},
+            **self.kafka_stats.config(),
         )
         self._consumer = AsyncConsumer(conf)
         self._producer = await self._new_producer()
@@ -161,6 +181,7 @@ class FanoutService:
             # One transaction per chunk of at most fanout_max_records delivery records
             # (at least one event): with 10,000 subscribers a batch of 500 events would
             # be 5 million records in one transaction.
+            self._uncommitted.clear()
             outgoing: list[Outgoing] = []
             end = start
             while end < len(batch) and (
@@ -168,13 +189,17 @@ class FanoutService:
             ):
                 outgoing += self._plan(batch[end], now_ms)
                 end += 1
-            if not await self._commit_chunk(outgoing, batch[:end]):
+            offsets = _next_offsets(batch[:end])
+            if not await self._commit_chunk(outgoing, offsets):
                 return
             self.events_consumed += end - start
             self.deliveries_written += sum(o.topic != self._topics.deadletters for o in outgoing)
+            for record_metrics in self._uncommitted:
+                record_metrics()
+            self.kafka_stats.note_committed(offsets)
             start = end
 
-    async def _commit_chunk(self, outgoing: list[Outgoing], upto: list[Message]) -> bool:
+    async def _commit_chunk(self, outgoing: list[Outgoing], offsets: list[TopicPartition]) -> bool:
         """Commit one chunk with the offsets of every event up to its end; False when the
         transaction failed and the consumer was rewound."""
         new = {
@@ -186,7 +211,7 @@ class FanoutService:
             specs = [delivery_topic_spec(self._settings, w) for w in new]
             await asyncio.to_thread(self._admin.ensure, specs)
         try:
-            await self._commit(outgoing, _next_offsets(upto))
+            await self._commit(outgoing, offsets)
             return True
         except TransactionAborted:
             self.aborted += 1
@@ -267,16 +292,19 @@ class FanoutService:
         except SerializationError as exc:
             if exc.retriable:
                 raise  # the registry is unreachable: these bytes will decode later
+            self._uncommitted.append(lambda: self.metrics.event_consumed(None, 0))
             return [
                 self._dead_letter(deadletter.UNDECODABLE, str(exc), source, msg.value(), now_ms)
             ]
         event_type = _EVENT_TYPE_OF.get(name)
         if event_type is None:
             detail = f"record of schema {name} is not a sync event"
+            self._uncommitted.append(lambda: self.metrics.event_consumed(None, 0))
             return [
                 self._dead_letter(deadletter.INVALID_EVENT, detail, source, msg.value(), now_ms)
             ]
         matches = self._table.index.match(event_type)
+        self._uncommitted.append(lambda: self.metrics.event_consumed(event_type, len(matches)))
         encoded = encode_deliveries(
             self._codec, self._delivery_topic, event_type, event, matches, now_ms
         )
@@ -297,6 +325,7 @@ class FanoutService:
         record = deadletter.build(reason, detail, source, now_ms, raw=raw)
         value = self._codec.encode(self._topics.deadletters, schemas.DEAD_LETTER, record)
         self.dead_lettered += 1
+        self._uncommitted.append(lambda: self.metrics.dead_lettered(reason, None))
         return Outgoing(self._topics.deadletters, deadletter.key_of(record), value)
 
 

@@ -51,17 +51,16 @@ class RetryService(ConsumeDispatchWorker):
         if wait <= 0:
             return True
         assert self.consumer is not None and self.loop is not None
-        tp = TopicPartition(topic, partition, offset)
-        self.consumer.consumer.pause([tp])
-        self.consumer.consumer.seek(tp)
+        self.pause_for(topic, partition, "not due")
+        self.consumer.consumer.seek(TopicPartition(topic, partition, offset))
         self._held[key] = self.loop.call_later(wait, self._resume, key)
         logger.debug("holding %s/%d at %d for %.2f s", topic, partition, offset, wait)
         return False
 
     def _resume(self, key: tuple[str, int]) -> None:
-        if self._held.pop(key, None) is None or self.consumer is None:
+        if self._held.pop(key, None) is None:
             return
-        self.consumer.consumer.resume([TopicPartition(key[0], key[1])])
+        self.resume_for(key[0], key[1], "not due")
 
     def on_revoked(self, partitions: Sequence[TopicPartition]) -> None:
         for tp in partitions:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from cryptography.fernet import Fernet
 
 from producers.events import EventProducer
 from producers.subscriptions import SubscriptionWriter
@@ -150,10 +153,16 @@ def wait_until(
 # --- pipeline ---------------------------------------------------------------------
 
 ROLES = ("fanout", "deliver", "retry")
+_OPS_URL = re.compile(r'serving /metrics, /healthz, /readyz on (http://[^\s"]+)')
+ADMIN = "admin"
+# The receivers listen on loopback, which the SSRF guard refuses unless opened.
+LOOPBACK = "127.0.0.0/8,::1/128"
 
 
 class Pipeline:
-    """The three workers as processes, plus producer/writer clients, for one prefix."""
+    """The three workers (and the admin service, when asked) as processes, plus
+    producer/writer clients, for one prefix. Every process gets the same secret key and
+    admin token; loopback is opened to the SSRF guard."""
 
     def __init__(self, bootstrap: str, prefix: str, logs: Path, **env: str) -> None:
         self.env = {
@@ -163,6 +172,12 @@ class Pipeline:
             "SYNCTEC_METADATA_REFRESH_MS": "300",
             "SYNCTEC_HTTP_TIMEOUT": "2",
             "SYNCTEC_LOG_LEVEL": "INFO",
+            # Several workers of a role on one machine: each its own free metrics port.
+            "SYNCTEC_METRICS_PORT": "0",
+            "SYNCTEC_SECRET_KEY": Fernet.generate_key().decode(),
+            "SYNCTEC_ALLOW_PRIVATE_NETWORKS": LOOPBACK,
+            "SYNCTEC_ADMIN_TOKEN": secrets.token_urlsafe(24),
+            "SYNCTEC_ADMIN_PORT": "0",
         }
         self.env.update(env)
         self.settings = Settings.from_env(self.env)
@@ -211,6 +226,23 @@ class Pipeline:
             return " consuming " in log.read_text()
 
         wait_until(ready, timeout, lambda: f"{role} not ready:\n{log.read_text()[-3000:]}")
+
+    def ops_url(self, role: str) -> str:
+        """http://host:port of the role's /metrics, /healthz and /readyz, from its log."""
+        found = _OPS_URL.search(self.log_path(role).read_text())
+        if found is None:
+            raise AssertionError(f"{role} logged no ops URL:\n{self.log_path(role).read_text()}")
+        return found.group(1)
+
+    def admin_url(self) -> str:
+        """http://127.0.0.1:PORT of the admin service (started with role "admin")."""
+        found = re.search(r"API on (http://\S+)/api/v1", self.log_path(ADMIN).read_text())
+        assert found, "the admin service has not logged its address"
+        return found.group(1)
+
+    @property
+    def admin_token(self) -> str:
+        return self.env["SYNCTEC_ADMIN_TOKEN"]
 
     def kill(self, role: str) -> None:
         proc = self.procs[role]

@@ -9,12 +9,14 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import Receiver, always, product_synced, wait_until
+from tests.integration.admin_client import AdminClient
+from tests.integration.harness import LOOPBACK, Receiver, always, product_synced, wait_until
 
 pytestmark = pytest.mark.broker
 
@@ -41,8 +43,12 @@ def receiver() -> Iterator[Receiver]:
     r.stop()
 
 
-def test_webhooks_add_list_remove(kafka_bootstrap: str, unique_name: str) -> None:
-    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "SYNCTEC_TOPIC_PREFIX": unique_name}
+def test_webhooks_add_list_remove(kafka_bootstrap: str, unique_name: str, tmp_path: Path) -> None:
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "SYNCTEC_TOPIC_PREFIX": unique_name,
+        "SYNCTEC_STATE_DIR": str(tmp_path),  # where `add` keeps the key it makes
+    }
     res = cli(
         env,
         "webhooks",
@@ -96,9 +102,19 @@ def test_run_starts_its_own_broker_and_delivers_then_stops_cleanly(
     tmp_path: Path, receiver: Receiver
 ) -> None:
     """The README walk-through: `run --json`, add a webhook, emit, see the POST, Ctrl-C."""
-    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("KAFKA_BOOTSTRAP_SERVERS", "SYNCTEC_ADMIN_TOKEN", "SYNCTEC_SECRET_KEY")
+    }
+    state = str(tmp_path / "state")
     env.update(
-        {"SYNCTEC_STATE_DIR": str(tmp_path / "state"), "SYNCTEC_RETRY_DELAYS": "0.2,0.2,0.2"}
+        {
+            "SYNCTEC_STATE_DIR": state,
+            "SYNCTEC_RETRY_DELAYS": "0.2,0.2,0.2",
+            "SYNCTEC_ALLOW_PRIVATE_NETWORKS": LOOPBACK,  # as `make run` does
+            "SYNCTEC_ADMIN_PORT": "0",
+        }
     )
     log = (tmp_path / "run.log").open("w")
     proc = subprocess.Popen(
@@ -109,7 +125,19 @@ def test_run_starts_its_own_broker_and_delivers_then_stops_cleanly(
         ready = json.loads(proc.stdout.readline())
         bootstrap = ready["bootstrap_servers"]
         assert bootstrap.startswith("127.0.0.1:")
-        user = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap}
+        assert {"metrics_url", "healthz_url", "readyz_url"} <= set(ready)
+        with urllib.request.urlopen(ready["readyz_url"], timeout=10) as resp:
+            assert json.loads(resp.read())["ready"]
+        # The admin service came up too, with a token generated for this run.
+        admin = AdminClient(ready["admin_url"], ready["admin_token"])
+        assert admin.get("/webhooks").body == {"webhooks": []}
+        assert AdminClient(ready["admin_url"], "not-the-token").get("/webhooks").status == 401
+        # A second terminal in the same folder: same state dir (so the same secret key).
+        user = {
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "SYNCTEC_STATE_DIR": state,
+            "SYNCTEC_ALLOW_PRIVATE_NETWORKS": LOOPBACK,
+        }
         added = json.loads(
             cli(
                 user, "webhooks", "add", "--url", receiver.url("/hooks"), "--events", "*", "--json"
@@ -147,6 +175,20 @@ def test_run_starts_its_own_broker_and_delivers_then_stops_cleanly(
             "retries_exhausted",
         )
         assert added["id"] != failing["id"]
+        # The one process's /metrics counted what just happened.
+        with urllib.request.urlopen(ready["metrics_url"], timeout=10) as resp:
+            exposition = resp.read().decode()
+        assert 'synctec_deliveries_total{event_type="product.synced",outcome="2xx"} 1.0' in (
+            exposition
+        )
+        assert (
+            'synctec_dead_letters_total{event_type="product.synced",reason="retries_exhausted"} 1.0'
+            in exposition
+        )
+        assert {w["id"] for w in admin.get("/webhooks").body["webhooks"]} == {
+            added["id"],
+            failing["id"],
+        }
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(60)

@@ -91,6 +91,7 @@ def _get(settings: Settings, dotted: str) -> Any:
         ("SYNCTEC_FANOUT_BATCH_MS", "20", "fanout_batch_ms", 20),
         ("SYNCTEC_TRANSACTION_TIMEOUT_MS", "5000", "transaction_timeout_ms", 5000),
         ("SYNCTEC_SESSION_TIMEOUT_MS", "6000", "session_timeout_ms", 6000),
+        ("SYNCTEC_MAX_UNCOMMITTED", "50", "max_uncommitted", 50),
     ],
 )
 def test_each_variable(variable: str, value: str, attribute: str, expected: object) -> None:

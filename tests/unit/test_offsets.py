@@ -189,3 +189,18 @@ def test_tracker_window() -> None:
     tracker.done("a", 0, 1)
     assert tracker.window("a", 0) == 2
     assert tracker.window("a", 1) == 0
+
+
+def test_a_new_generation_after_forget_ignores_the_old_one() -> None:
+    tracker = OffsetTracker()
+    old = tracker.partition("t", 0)
+    old.add(5)
+    old.add(6)
+    assert old.last == 6
+    tracker.forget("t", 0)
+    new = tracker.partition("t", 0)
+    assert new is not old and tracker.current("t", 0) is new
+    new.add(3)  # a rewind: allowed in the new generation
+    assert old.done(5) == 6  # the old generation still answers for itself...
+    assert new.in_flight == 1 and new.last == 3  # ...and does not touch the new one
+    assert new.done(3) == 4

@@ -205,6 +205,7 @@ def test_outcome_kind_values_are_stable() -> None:
         "timeout",
         "connection_error",
         "invalid_url",
+        "refused",
     ]
 
 

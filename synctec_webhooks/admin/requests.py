@@ -1,0 +1,137 @@
+"""Request bodies: shape and types checked field by field, before anything is written.
+
+The field-level rules (URL, event types, description length, the SSRF guard) are the
+CLI's too and live in synctec_webhooks/webhooks.py; here is only what JSON adds: which
+keys may appear and the type of each.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import schemas
+from synctec_webhooks.admin.errors import ApiError, invalid
+from synctec_webhooks.webhooks import PATCHABLE
+
+WEBHOOK_ID = re.compile(r"^wh_[0-9a-f]{24}$")
+DEAD_LETTER_ID = re.compile(r"^dl_[0-9a-f]{32}$")
+MAX_REPLAY_IDS = 1000
+MAX_ID_LENGTH = 100
+
+
+def _only(body: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
+    for key in body:
+        if key not in allowed:
+            raise invalid(key, f"unknown field; expected only {', '.join(allowed)}")
+
+
+def _string(body: Mapping[str, Any], key: str, *, nullable: bool = False) -> str | None:
+    value = body.get(key)
+    if value is None and nullable:
+        return None
+    if not isinstance(value, str):
+        raise invalid(key, f"expected a string, got {_json_type(value)}")
+    return value
+
+
+def _events(body: Mapping[str, Any]) -> list[str]:
+    value = body.get("events")
+    if not isinstance(value, list):
+        raise invalid("events", f"expected an array of event types, got {_json_type(value)}")
+    if not value:
+        raise invalid("events", 'give at least one event type, or ["*"] for all')
+    for item in value:
+        if not isinstance(item, str):
+            raise invalid("events", f"expected strings, got {_json_type(item)}")
+    return value
+
+
+def _json_type(value: object) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "null"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return "a number"
+    return names.get(type(value), type(value).__name__)
+
+
+def parse_create(body: Mapping[str, Any]) -> tuple[str, list[str], str | None]:
+    _only(body, ("url", "events", "description"))
+    for key in ("url", "events"):
+        if key not in body:
+            raise invalid(key, "required")
+    url = _string(body, "url")
+    assert url is not None
+    return url, _events(body), _string(body, "description", nullable=True)
+
+
+def parse_patch(body: Mapping[str, Any]) -> dict[str, Any]:
+    _only(body, PATCHABLE)
+    if not body:
+        raise ApiError(
+            422, "invalid_field", f"body: give at least one of {', '.join(PATCHABLE)}", "body"
+        )
+    changes: dict[str, Any] = {}
+    if "url" in body:
+        changes["url"] = _string(body, "url")
+    if "events" in body:
+        changes["events"] = _events(body)
+    if "description" in body:
+        changes["description"] = _string(body, "description", nullable=True)
+    if "enabled" in body:
+        if not isinstance(body["enabled"], bool):
+            raise invalid("enabled", f"expected true or false, got {_json_type(body['enabled'])}")
+        changes["enabled"] = body["enabled"]
+    return changes
+
+
+def parse_test(body: Mapping[str, Any]) -> str | None:
+    _only(body, ("event_type",))
+    event_type = _string(body, "event_type", nullable=True)
+    if event_type is not None and event_type not in schemas.EVENT_TYPES:
+        raise invalid(
+            "event_type",
+            f"unknown event type {event_type!r}; choose from {', '.join(schemas.EVENT_TYPES)}",
+        )
+    return event_type
+
+
+def parse_replay(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Filters of a replay; at least one, so an empty body cannot replay everything."""
+    allowed = ("webhook_id", "event_id", "event_type", "dead_letter_ids", "all")
+    _only(body, allowed)
+    filters: dict[str, Any] = {}
+    for key in ("webhook_id", "event_id", "event_type"):
+        if key in body:
+            filters[key] = _string(body, key)
+    if "dead_letter_ids" in body:
+        ids = body["dead_letter_ids"]
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise invalid("dead_letter_ids", "expected an array of dead-letter ids")
+        if len(ids) > MAX_REPLAY_IDS:
+            raise invalid("dead_letter_ids", f"at most {MAX_REPLAY_IDS} ids at once")
+        if any(len(i) > MAX_ID_LENGTH for i in ids):
+            raise invalid("dead_letter_ids", f"an id is at most {MAX_ID_LENGTH} characters")
+        filters["dead_letter_ids"] = ids
+    if "all" in body and body["all"] is not True:
+        raise invalid("all", "expected true (to replay every dead letter), or leave it out")
+    if not filters and body.get("all") is not True:
+        raise ApiError(
+            422,
+            "invalid_field",
+            "body: give a filter (webhook_id, event_id, event_type, dead_letter_ids), "
+            'or "all": true to replay every dead letter',
+            "body",
+        )
+    return filters
+
+
+def query_limit(query: Mapping[str, str], default: int, maximum: int) -> int:
+    raw = query.get("limit")
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6 and 1 <= int(raw) <= maximum):
+        raise ApiError(400, "invalid_query", f"limit: expected an integer from 1 to {maximum}")
+    return int(raw)

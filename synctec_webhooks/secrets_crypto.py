@@ -1,0 +1,135 @@
+"""Webhook signing secrets, sealed at rest on the subscriptions topic.
+
+Anyone who can read `<prefix>.subscriptions` (every worker, every operator with a
+console consumer) would otherwise read every merchant's signing secret. So a record's
+`secret` field stays empty and `sealed_secrets` holds a Fernet token (AES-128-CBC +
+HMAC-SHA256, from `cryptography`) of the signing secrets: the current one first, then
+any rotated-out ones with the time they stop signing. The webhook id is sealed in with
+them and checked on opening, so a token copied onto another webhook's record is refused.
+
+Keys: `SYNCTEC_SECRET_KEY`, one or more comma-separated Fernet keys (the first seals,
+all open, so keys can be rotated). When it is unset, `$SYNCTEC_STATE_DIR/secret.key` is
+used if present; `run`, the admin service and `webhooks add` create that file when there
+is no key at all, so local use needs no setup. Workers only open; a worker without the
+right key stops with an error naming the variable instead of signing with garbage.
+
+Exceptions::
+
+    ConfigError
+    └── SecretKeyError      no key, or a key that cannot open what was sealed
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+from synctec_webhooks.config import ConfigError, Settings
+from synctec_webhooks.matching import Subscription
+
+logger = logging.getLogger(__name__)
+
+ENV_VAR = "SYNCTEC_SECRET_KEY"
+KEY_FILE = "secret.key"
+
+
+class SecretKeyError(ConfigError):
+    """No usable key for webhook secrets; the message says which setting to fix."""
+
+
+@dataclass(frozen=True)
+class SigningSecret:
+    secret: str
+    expires_at: int | None = None  # epoch ms after which it no longer signs; None: current
+
+    def live(self, now_ms: int) -> bool:
+        return self.expires_at is None or self.expires_at > now_ms
+
+
+class SecretBox:
+    def __init__(self, keys: Sequence[str]) -> None:
+        if not keys:
+            raise SecretKeyError(f"{ENV_VAR}: no key given")
+        try:
+            self._fernet = MultiFernet([Fernet(k.encode("ascii")) for k in keys])
+        except (ValueError, UnicodeError):
+            raise SecretKeyError(
+                f"{ENV_VAR}: not a Fernet key (32 url-safe base64 bytes); make one with "
+                '`python -c "from cryptography.fernet import Fernet; '
+                'print(Fernet.generate_key().decode())"`'
+            ) from None
+
+    def seal(self, webhook_id: str, secrets: Sequence[SigningSecret]) -> str:
+        payload = {
+            "webhook_id": webhook_id,
+            "secrets": [{"secret": s.secret, "expires_at": s.expires_at} for s in secrets],
+        }
+        return self._fernet.encrypt(json.dumps(payload).encode()).decode("ascii")
+
+    def open(self, webhook_id: str, token: str) -> list[SigningSecret]:
+        try:
+            payload = json.loads(self._fernet.decrypt(token.encode("ascii")))
+        except (InvalidToken, ValueError, UnicodeError):
+            raise SecretKeyError(
+                f"cannot open the secret of webhook {webhook_id}: {ENV_VAR} is not the key "
+                "that sealed it; give every process the same key (old keys may follow, "
+                "comma-separated)"
+            ) from None
+        if payload.get("webhook_id") != webhook_id:
+            raise SecretKeyError(
+                f"the sealed secret on webhook {webhook_id} belongs to another webhook; "
+                "rotate its secret"
+            )
+        return [SigningSecret(s["secret"], s["expires_at"]) for s in payload["secrets"]]
+
+
+def _key_path(settings: Settings) -> Path:
+    return Path(settings.state_dir) / KEY_FILE
+
+
+def load_box(settings: Settings, *, create: bool = False) -> SecretBox | None:
+    """The box from SYNCTEC_SECRET_KEY, else from the local key file; with `create`, a
+    missing local key file is made (0600). None when there is no key and none is made."""
+    if settings.secret_keys:
+        return SecretBox(settings.secret_keys)
+    path = _key_path(settings)
+    if path.exists():
+        return SecretBox([path.read_text(encoding="ascii").strip()])
+    if not create:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as out:
+        out.write(Fernet.generate_key().decode("ascii") + "\n")
+    logger.warning(
+        "%s is not set: created %s to seal webhook secrets; every worker needs this key "
+        "(set %s to its content when they run elsewhere)",
+        ENV_VAR,
+        path,
+        ENV_VAR,
+    )
+    return SecretBox([path.read_text(encoding="ascii").strip()])
+
+
+def require_box(box: SecretBox | None, webhook_id: str) -> SecretBox:
+    if box is None:
+        raise SecretKeyError(
+            f"webhook {webhook_id} has a sealed secret but {ENV_VAR} is not set and there is "
+            f"no $SYNCTEC_STATE_DIR/{KEY_FILE}: give this process the admin service's key"
+        )
+    return box
+
+
+def signing_secrets(sub: Subscription, box: SecretBox | None, now_ms: int) -> list[str]:
+    """The secrets that sign a POST to `sub` now: the current one first, then any
+    rotated-out one still within its grace period."""
+    if not sub.sealed_secrets:
+        return [sub.secret]  # a record from before secrets were sealed
+    opened = require_box(box, sub.id).open(sub.id, sub.sealed_secrets)
+    return [s.secret for s in opened if s.live(now_ms)] or [opened[0].secret]

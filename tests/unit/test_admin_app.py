@@ -1,0 +1,145 @@
+"""The admin app without a broker: the OpenAPI document matches the routes, every API
+route refuses a missing token, the page is served with a strict CSP."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from openapi_spec_validator import validate
+
+from synctec_webhooks.admin.api import API, build_app
+from synctec_webhooks.admin.auth import token_matches
+from synctec_webhooks.admin.openapi import build_spec
+from synctec_webhooks.admin.service import AdminService
+from synctec_webhooks.config import ConfigError, Settings
+from synctec_webhooks.serialization import make_codec
+from synctec_webhooks.subscriptions import SubscriptionTable
+
+TOKEN = "a-token-long-enough-1234"
+METHODS = ("get", "post", "patch", "delete", "put")
+
+
+def _service() -> AdminService:
+    settings = Settings(admin_token=TOKEN)
+    codec = make_codec(None)
+    return AdminService(settings, codec, SubscriptionTable(settings, codec))
+
+
+def _with_client(check: Callable[[TestClient[Any, Any]], Awaitable[None]]) -> None:
+    async def main() -> None:
+        async with TestClient(TestServer(build_app(_service()))) as client:
+            await check(client)
+
+    asyncio.run(main())
+
+
+def _routes() -> set[tuple[str, str]]:
+    app = build_app(_service())
+    found = set()
+    for route in app.router.routes():
+        path = route.resource.canonical if route.resource else ""
+        if path.startswith(API) and route.method != "HEAD":
+            found.add((route.method.lower(), path.removeprefix(API)))
+    return found
+
+
+def _documented() -> set[tuple[str, str]]:
+    spec = build_spec()
+    return {
+        (method, path)
+        for path, item in spec["paths"].items()
+        for method in item
+        if method in METHODS
+    }
+
+
+def test_the_spec_is_valid_openapi_3_1() -> None:
+    spec = build_spec()
+    validate(spec)
+    assert spec["openapi"].startswith("3.1") and spec["servers"] == [{"url": API}]
+
+
+def test_the_spec_describes_every_route_and_nothing_else() -> None:
+    assert _documented() == _routes()
+
+
+def test_every_operation_documents_401_and_its_success() -> None:
+    for path, item in build_spec()["paths"].items():
+        for method in (m for m in item if m in METHODS):
+            codes = set(item[method]["responses"])
+            assert "401" in codes, (method, path)
+            assert codes & {"200", "201", "202", "204"}, (method, path)
+
+
+def test_every_api_route_refuses_without_the_token() -> None:
+    async def check(client: TestClient[Any, Any]) -> None:
+        for method, path in sorted(_routes()):
+            concrete = path.replace("{id}", "wh_0123456789abcdef01234567")
+            resp = await client.request(method.upper(), API + concrete)
+            assert resp.status == 401, (method, path)
+            body = await resp.json()
+            assert body["error"]["code"] == "unauthorized"
+            assert resp.headers["Cache-Control"] == "no-store"
+
+    _with_client(check)
+
+
+def test_the_page_and_its_assets_are_public_and_locked_down() -> None:
+    async def check(client: TestClient[Any, Any]) -> None:
+        for path, kind in [
+            ("/", "text/html"),
+            ("/static/app.js", "text/javascript"),
+            ("/static/app.css", "text/css"),
+        ]:
+            resp = await client.get(path)
+            assert resp.status == 200 and resp.content_type == kind
+            assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
+            assert resp.headers["X-Frame-Options"] == "DENY"
+            assert "aiohttp" not in resp.headers["Server"]
+
+    _with_client(check)
+
+
+def test_openapi_json_is_the_spec() -> None:
+    async def check(client: TestClient[Any, Any]) -> None:
+        resp = await client.get(f"{API}/openapi.json", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert resp.status == 200 and await resp.json() == build_spec()
+
+    _with_client(check)
+
+
+@pytest.mark.parametrize(
+    ("header", "ok"),
+    [
+        (f"Bearer {TOKEN}", True),
+        (f"bearer {TOKEN}", True),
+        (f"Basic {TOKEN}", False),
+        (f"Bearer {TOKEN}x", False),
+        (f"Bearer {TOKEN[:-1]}", False),
+        ("Bearer", False),
+        (None, False),
+        ("Bearer \u00e9\u00e9", False),
+    ],
+)
+def test_token_comparison(header: str | None, ok: bool) -> None:
+    assert token_matches(header, TOKEN) is ok
+
+
+@pytest.mark.parametrize("token", [None, "", "short"])
+def test_the_admin_refuses_to_start_without_a_proper_token(token: str | None) -> None:
+    settings = Settings(admin_token=token)
+    codec = make_codec(None)
+    with pytest.raises(ConfigError, match="SYNCTEC_ADMIN_TOKEN"):
+        AdminService(settings, codec, SubscriptionTable(settings, codec))
+
+
+def test_not_ready_until_the_api_listens() -> None:
+    service = _service()
+    ok, detail = service.readiness()
+    assert not ok and "attempts" in detail
+    service.url = "http://127.0.0.1:8080"
+    assert service.readiness() == (True, "API on http://127.0.0.1:8080/api/v1")
