@@ -21,6 +21,7 @@ from confluent_kafka import Producer
 
 import schemas
 from bench.common import Sampler
+from synctec_webhooks.broker import _die_with_parent
 from synctec_webhooks.config import Settings
 from synctec_webhooks.kafka import TopicAdmin, core_topics, delivery_topic_spec, producer_config
 from synctec_webhooks.matching import Subscription
@@ -30,12 +31,21 @@ from synctec_webhooks.subscriptions import to_record
 from synctec_webhooks.topics import Topics
 from tests.integration.harness import Pipeline
 
+# Every worker pipeline a run started, so that an interrupted run leaves none behind.
+_PIPELINES: list[Pipeline] = []
+
+
+def kill_all() -> None:
+    while _PIPELINES:
+        kill_pipeline(_PIPELINES.pop())
+
 
 class ReceiverProcess:
     def __init__(self, logs: Path) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench.receiver", "0"],
             stdout=subprocess.PIPE,
+            preexec_fn=_die_with_parent(),
             stderr=(logs / "receiver.log").open("wb"),
         )
         assert self.proc.stdout is not None
@@ -64,6 +74,7 @@ class Helper:
             [sys.executable, "-m", module, *args],
             env={**os.environ, **env},
             stdout=subprocess.PIPE,
+            preexec_fn=_die_with_parent(),
             stderr=log.open("wb"),
         )
 
@@ -82,6 +93,7 @@ def start_pipeline(
     folder = logs / prefix
     folder.mkdir(parents=True, exist_ok=True)
     pipeline = Pipeline(bootstrap, prefix, folder, **env)
+    _PIPELINES.append(pipeline)
     pipeline.start(roles, timeout=120)
     for name, proc in pipeline.procs.items():
         sampler.watch(name, proc.pid)

@@ -108,15 +108,17 @@ def ratios(by: dict[str, Result]) -> list[str]:
             f"fan-out = {x:,.0f} delivery records/s (target >= {TARGET_FANOUT:,.0f}: "
             f"{_verdict(x >= TARGET_FANOUT)})"
         )
-    if "rss" in by:
-        worker = [u for u in by["rss"].usage if u.name == "deliver"]
+    for key in ("rss", "rss_open"):
+        if key not in by:
+            continue
+        worker = [u for u in by[key].usage if u.name == "deliver"]
         if worker:
             mb = worker[0].peak_rss / 2**20
-            held = by["rss"].extra.get("max_open", "?")
+            held, posts = by[key].extra.get("records", "?"), by[key].extra.get("max_open", "?")
             ok = _verdict(mb < TARGET_RSS_MB)
             out.append(
-                f"delivery worker peak RSS with {held} POSTs open = {mb:.0f} MB "
-                f"(target < {TARGET_RSS_MB:.0f}: {ok})"
+                f"delivery worker peak RSS holding {held:,} records, {posts:,} POSTs open at "
+                f"the receiver = {mb:.0f} MB (target < {TARGET_RSS_MB:.0f}: {ok})"
             )
     return out
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -22,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import report
-from bench.cluster import ReceiverProcess
+from bench.cluster import ReceiverProcess, kill_all
 from bench.common import parse_mix
 from bench.scenarios import (
     Bench,
@@ -54,7 +55,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--half-seconds", type=float, default=15.0, help="length of half-rate runs")
     p.add_argument("--naive-seconds", type=float, default=10.0)
     p.add_argument("--fanout-subscriptions", type=int, default=10_000)
-    p.add_argument("--fanout-events", type=int, default=60)
+    p.add_argument("--fanout-records", type=int, default=200_000, help="delivery records to write")
     p.add_argument("--in-flight", type=int, default=10_000, help="records in flight (RSS run)")
     p.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated subset")
     p.add_argument("--doc", default="docs/benchmarks.md", help="append results here ('' = don't)")
@@ -105,8 +106,14 @@ def run(args: argparse.Namespace) -> dict[str, Result]:
         try:
             _scenarios(bench, args, only, results)
         finally:
+            kill_all()
             receiver.stop()
     return results
+
+
+def bench_default_posts(args: argparse.Namespace) -> int:
+    """POSTs open in the RSS run: the worker's default max in flight, at most the records."""
+    return min(args.in_flight, 1000)
 
 
 def _show(r: Result) -> None:
@@ -157,9 +164,12 @@ def _scenarios(
         finally:
             iso.stop()
     if "rss" in only:
-        keep("rss", rss_in_flight(bench, args.in_flight))
+        keep("rss", rss_in_flight(bench, args.in_flight, bench_default_posts(args)))
+        keep("rss_open", rss_in_flight(bench, args.in_flight, args.in_flight))
     if "fanout" in only:
-        keep("fanout", fanout_wide(bench, args.fanout_subscriptions, args.fanout_events))
+        for n in sorted({args.fanout_subscriptions, 1000}):
+            key = "fanout" if n == args.fanout_subscriptions else f"fanout_{n}"
+            keep(key, fanout_wide(bench, n, max(1, args.fanout_records // n)))
 
 
 def _append_doc(
@@ -207,6 +217,8 @@ def _append_doc(
 
 def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
+    # SIGTERM (a timeout, a CI runner) unwinds like Ctrl-C, so every process is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     began = time.monotonic()
     keyed = run(args)
     results = list(keyed.values())

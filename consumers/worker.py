@@ -420,10 +420,10 @@ class ConsumeDispatchWorker:
     async def _drain(self, partitions: Sequence[TopicPartition]) -> None:
         revoked = {(tp.topic, tp.partition) for tp in partitions}
         for lane in self._lanes.values():
+            lane.paused_partitions -= revoked  # librdkafka drops their pauses itself
             # Queued records were not started: the next owner fetches them again.
             for _ in range(lane.drop(revoked)):
                 self._released(lane)
-            lane.paused_partitions -= revoked
         deadline = time.monotonic() + self.drain_timeout
         while any(self._running[tp] for tp in revoked):
             self._progress.clear()

@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 
 # Without a Retry-After, a throttled endpoint is left alone this long, doubling while
-# it keeps throttling, up to the cap.
-_FIRST_BACKOFF = 1.0
-_MAX_BACKOFF = 60.0
+# it keeps throttling, up to the cap. Short at first: halving the concurrency is the
+# main answer, and an endpoint that sheds one request in three must still be served.
+_FIRST_BACKOFF = 0.1
+_MAX_BACKOFF = 30.0
 
 
 class TokenBucket:

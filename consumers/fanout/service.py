@@ -303,7 +303,9 @@ class FanoutService:
             return [
                 self._dead_letter(deadletter.INVALID_EVENT, detail, source, msg.value(), now_ms)
             ]
-        matches = self._table.index.match(event_type)
+        # Disabled webhooks too: the delivery worker dead-letters their deliveries
+        # (webhook_disabled), so re-enabling and replaying gets every event to them.
+        matches = self._table.index.match(event_type, include_disabled=True)
         self._uncommitted.append(lambda: self.metrics.event_consumed(event_type, len(matches)))
         encoded = encode_deliveries(
             self._codec, self._delivery_topic, event_type, event, matches, now_ms
