@@ -260,6 +260,26 @@ class AsyncProducer:
                 # Local queue full: let the poll thread drain delivery reports.
                 self._producer.poll(0.1)
 
+    def produce_nowait(
+        self, topic: str, value: bytes, key: bytes | str | None, what: str = "record"
+    ) -> None:
+        """Best-effort produce: a failure is only logged, from the poll thread.
+
+        No future and no hop to the event loop per delivery report: at a few thousand
+        records a second those wake-ups cost the loop more than the records themselves.
+        """
+
+        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+            if err is not None:
+                logger.warning("%s not written to %s: %s", what, topic, err)
+
+        while True:
+            try:
+                self._producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
+                return
+            except BufferError:
+                self._producer.poll(0.1)
+
     def flush(self, timeout: float = 30.0) -> int:
         return self._producer.flush(timeout)
 

@@ -177,7 +177,7 @@ class Dispatcher:
         topic = self._topics.attempts
         value = self._codec.encode(topic, schemas.DELIVERY_ATTEMPT, entry)
         # Not awaited: the attempt log must not hold up or fail a delivery.
-        self._producer.produce(topic, value, record["webhook_id"]).add_done_callback(_log_unlogged)
+        self._producer.produce_nowait(topic, value, record["webhook_id"], "attempt log entry")
 
     async def dead_letter(
         self,
@@ -191,8 +191,3 @@ class Dispatcher:
         await self._dead_letters.write(reason, detail, source, delivery=record, raw=raw, stop=stop)
         self.counters.dead_lettered += 1
         self.counters.by_reason[reason] += 1
-
-
-def _log_unlogged(fut: asyncio.Future[Any]) -> None:
-    if not fut.cancelled() and fut.exception() is not None:
-        logger.warning("attempt not logged to the attempts topic: %s", fut.exception())
