@@ -102,11 +102,15 @@ def ratios(by: dict[str, Result]) -> list[str]:
             f"isolation: healthy endpoints' deliveries/s with a 5 s and a hung endpoint = "
             f"{x:.2f} of the pipeline's (target >= {TARGET_ISOLATION}: {ok})"
         )
+    if "fanout_1000" in by and by["fanout_1000"].rate:
+        out.append(f"fan-out to 1,000 webhooks = {by['fanout_1000'].rate:,.0f} delivery records/s")
     if "fanout" in by:
         x = by["fanout"].rate
+        failed = by["fanout"].extra.get("error")
+        shown = f"failed ({failed})" if failed else f"{x:,.0f} delivery records/s"
         out.append(
-            f"fan-out = {x:,.0f} delivery records/s (target >= {TARGET_FANOUT:,.0f}: "
-            f"{_verdict(x >= TARGET_FANOUT)})"
+            f"fan-out to {by['fanout'].name.split(', ')[1]} = {shown} "
+            f"(target >= {TARGET_FANOUT:,.0f} with 10,000: {_verdict(x >= TARGET_FANOUT)})"
         )
     for key in ("rss", "rss_open"):
         if key not in by:

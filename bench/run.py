@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -171,7 +172,14 @@ def _scenarios(
     if "fanout" in only:
         for n in sorted({args.fanout_subscriptions, 1000}):
             key = "fanout" if n == args.fanout_subscriptions else f"fanout_{n}"
-            keep(key, fanout_wide(bench, n, max(1, args.fanout_records // n)))
+            try:
+                keep(key, fanout_wide(bench, n, max(1, args.fanout_records // n)))
+            except Exception as exc:  # the local broker has been seen to die here
+                logging.getLogger("bench").exception("fan-out to %d webhooks failed", n)
+                failed = Result(f"fan-out, {n:,} webhooks", f"FAILED: {exc}")
+                failed.extra = {"error": str(exc)}
+                keep(key, failed)
+                break  # the broker is likely gone: nothing after this can run
 
 
 def _append_doc(
