@@ -159,7 +159,7 @@ def plot(results: list[Result], path: Path) -> None:
     ax2.set_xlabel("emit -> receive latency, ms (log scale)")
     ax2.set_title("Latency")
     ax2.invert_yaxis()
-    ax2.legend(loc="lower right")
+    ax2.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -56,7 +56,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--half-seconds", type=float, default=15.0, help="length of half-rate runs")
     p.add_argument("--naive-seconds", type=float, default=10.0)
     p.add_argument("--fanout-subscriptions", type=int, default=10_000)
-    p.add_argument("--fanout-records", type=int, default=200_000, help="delivery records to write")
+    p.add_argument("--fanout-records", type=int, default=50_000, help="delivery records to write")
     p.add_argument("--in-flight", type=int, default=10_000, help="records in flight (RSS run)")
     p.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated subset")
     p.add_argument("--doc", default="docs/benchmarks.md", help="append results here ('' = don't)")
@@ -87,7 +87,8 @@ def run(args: argparse.Namespace) -> dict[str, Result]:
         "SYNCTEC_ALLOW_PRIVATE_NETWORKS": "127.0.0.0/8,::1/128",
         "SYNCTEC_LOG_LEVEL": "INFO",  # the harness waits for the "consuming" line
     }
-    print(f"machine: {report.machine()}")
+    args.machine = report.machine()  # the load average at the start, not at the end
+    print(f"machine: {args.machine}")
     print(f"logs: {logs}")
     results: dict[str, Result] = {}
     with _broker() as (bootstrap, broker_pid, broker_text):
@@ -198,9 +199,9 @@ def _append_doc(
     )
     text = [
         "",
-        f"## Run of {stamp} (commit {commit or '?'}){' — ' + args.label if args.label else ''}",
+        f"### Run of {stamp} (commit {commit or '?'}){' — ' + args.label if args.label else ''}",
         "",
-        f"Machine: {report.machine()}. Shared with other engineers' test suites while it ran,",
+        f"Machine: {args.machine}. Shared with other engineers' test suites while it ran,",
         "so the absolute figures are noisy; the ratios compare scenarios of this one run.",
         "",
         f"Parameters: {params}.",
