@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help run test unit faults broker browser screenshot lint clean prometheus deploy-check dashboard
+.PHONY: help run test unit faults bench broker browser screenshot lint clean prometheus deploy-check dashboard
 CHROMIUM := /usr/bin/chromium
 # What `make run` lets deliveries reach: loopback only, so a local receiver works.
 LOCAL_NETWORKS := 127.0.0.0/8,::1/128
@@ -22,6 +22,11 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 venv: $(STAMP) ## create .venv and install the project
+
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e '.[test,dev,bench]'
+	@touch $(BENCH_STAMP)
 
 run: $(STAMP) ## start broker, workers and the admin service (Ctrl-C stops)
 	SYNCTEC_ALLOW_PRIVATE_NETWORKS=$${SYNCTEC_ALLOW_PRIVATE_NETWORKS-$(LOCAL_NETWORKS)} $(BIN)/synctec-webhooks run
@@ -54,6 +59,10 @@ unit: $(STAMP) ## unit tests only (no broker)
 
 faults: $(STAMP) ## the long fault suite; its table goes into docs/guarantees.md
 	$(BIN)/python -m tests.faults.run --scale long --write-doc docs/guarantees.md
+
+bench: $(BENCH_STAMP) ## the benchmark (about 8 min); appends its figures to docs/benchmarks.md
+	$(BIN)/synctec-webhooks broker --fetch-only
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 broker: $(STAMP) ## run a local single-node Kafka broker in the foreground
 	$(BIN)/synctec-webhooks broker

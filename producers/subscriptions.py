@@ -9,8 +9,10 @@ subscription finds it before the first delivery record arrives.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 from confluent_kafka import KafkaError, Message, Producer
 
@@ -54,6 +56,8 @@ class SubscriptionWriter:
         events: str | Sequence[str],
         description: str | None = None,
         secret: str | None = None,
+        max_in_flight: int | None = None,
+        rate_limit: float | None = None,
     ) -> Subscription:
         """Validate, then write. The returned subscription's `secret` is the clear secret,
         to be shown once; the topic only gets it sealed."""
@@ -66,6 +70,11 @@ class SubscriptionWriter:
             now_ms=int(time.time() * 1000),
             secret=secret,
         )
+        if max_in_flight is not None and max_in_flight < 1:
+            raise InvalidSubscription("max_in_flight", f"must be at least 1, got {max_in_flight}")
+        if rate_limit is not None and not (math.isfinite(rate_limit) and rate_limit > 0):
+            raise InvalidSubscription("rate_limit", f"must be a number > 0, got {rate_limit}")
+        sub = replace(sub, max_in_flight=max_in_flight, rate_limit=rate_limit)
         self._admin.ensure([delivery_topic_spec(self._settings, sub.id)])
         self.put(sub)
         return sub

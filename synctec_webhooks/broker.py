@@ -372,6 +372,11 @@ class LocalBroker:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The JVM's process id while running (the benchmark samples its CPU and memory)."""
+        return self._process.pid if self.running and self._process is not None else None
+
     # -- lifecycle --
 
     def start(self, timeout: float = 60.0) -> Self:

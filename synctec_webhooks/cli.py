@@ -30,6 +30,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from synctec_webhooks.app import (
         install_stop_handlers,
         leave_stuck_threads,
+        run_loop,
         run_workers,
         setup_logging,
     )
@@ -43,7 +44,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         await run_workers(settings, [args.role], stop)
 
     try:
-        asyncio.run(main())
+        run_loop(main())
     except Exception:
         # The traceback is the message: the worker stopped on an error it cannot
         # skip, with its offsets uncommitted; a restart redoes the work.
@@ -115,7 +116,13 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
     writer = SubscriptionWriter(_settings())
     if args.action == "add":
         try:
-            sub = writer.add(args.url, args.events, description=args.description)
+            sub = writer.add(
+                args.url,
+                args.events,
+                description=args.description,
+                max_in_flight=args.max_in_flight,
+                rate_limit=args.rate_limit,
+            )
         except InvalidSubscription as exc:
             print(f"error: {exc}; nothing was saved", file=sys.stderr)
             return 2
@@ -238,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--url", required=True)
     a.add_argument("--events", required=True, help="comma-separated event types, or '*'")
     a.add_argument("--description")
+    a.add_argument("--max-in-flight", type=int, help="POSTs in flight to it per worker")
+    a.add_argument("--rate-limit", type=float, help="requests per second to it per worker")
     a.add_argument("--json", action="store_true")
     a = wsub.add_parser("list", help="list webhooks")
     a.add_argument("--json", action="store_true", help="one JSON object per line")

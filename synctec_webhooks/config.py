@@ -97,6 +97,12 @@ class Settings:
     # Started-but-not-committed records per partition before it is paused: bounds what a
     # crash redoes (one slow record holds the committed offset back for all after it).
     max_uncommitted: int = 250
+    # Requests/s to one webhook per worker process; None = no limit. A webhook's own
+    # `rate_limit` (subscription field) wins over this default.
+    rate_limit_per_endpoint: float | None = None
+    # Records a delivery worker holds for one webhook before it pauses the webhook's
+    # partitions (at least 8x its max in flight); it resumes at a quarter.
+    lane_cap: int = 400
     response_body_limit: int = 64 * 1024
     events_partitions: int = 6
     delivery_partitions: int = 3
@@ -122,6 +128,8 @@ class Settings:
     instance_id: str = "0"
     fanout_batch_max: int = 500
     fanout_batch_ms: int = 50
+    # Delivery records per fan-out transaction (a batch is split into several).
+    fanout_max_records: int = 50_000
     transaction_timeout_ms: int = 10_000
     session_timeout_ms: int = 10_000
     kafka_debug: str = ""
@@ -159,6 +167,8 @@ class Settings:
                 env, "SYNCTEC_MAX_IN_FLIGHT_PER_ENDPOINT", cls.max_in_flight_per_endpoint
             ),
             max_uncommitted=_int(env, "SYNCTEC_MAX_UNCOMMITTED", cls.max_uncommitted),
+            rate_limit_per_endpoint=(_float(env, "SYNCTEC_RATE_LIMIT_PER_ENDPOINT", 0.0) or None),
+            lane_cap=_int(env, "SYNCTEC_LANE_CAP", cls.lane_cap),
             response_body_limit=_int(env, "SYNCTEC_RESPONSE_BODY_LIMIT", cls.response_body_limit),
             events_partitions=_int(env, "SYNCTEC_EVENTS_PARTITIONS", cls.events_partitions),
             delivery_partitions=_int(env, "SYNCTEC_DELIVERY_PARTITIONS", cls.delivery_partitions),
@@ -179,6 +189,7 @@ class Settings:
             instance_id=_instance_id(env),
             fanout_batch_max=_int(env, "SYNCTEC_FANOUT_BATCH_MAX", cls.fanout_batch_max),
             fanout_batch_ms=_int(env, "SYNCTEC_FANOUT_BATCH_MS", cls.fanout_batch_ms),
+            fanout_max_records=_int(env, "SYNCTEC_FANOUT_MAX_RECORDS", cls.fanout_max_records),
             kafka_debug=env.get("SYNCTEC_KAFKA_DEBUG", ""),
             session_timeout_ms=_int(env, "SYNCTEC_SESSION_TIMEOUT_MS", cls.session_timeout_ms),
             transaction_timeout_ms=_int(
@@ -186,6 +197,11 @@ class Settings:
             ),
             ops=_ops(env),
         )
+
+    @property
+    def max_held(self) -> int:
+        """Records a worker holds at most (in flight, or queued for their endpoint)."""
+        return max(10_000, 2 * self.max_in_flight)
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]

@@ -372,7 +372,12 @@ class TransactionalProducer:
         self._producer.abort_transaction(60)
 
     def close(self, timeout: float = 30.0) -> None:
-        self._producer.flush(timeout)
+        try:
+            self._producer.flush(timeout)
+        except KafkaException as exc:
+            # A fenced or fatal producer refuses to flush; it is being replaced anyway
+            # (its open transaction is aborted by the successor's init_transactions).
+            logger.warning("closing the transactional producer: %s", exc)
         self._thread.shutdown(wait=False)
 
 

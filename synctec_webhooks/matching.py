@@ -32,6 +32,10 @@ class Subscription:
     disabled_reason: str | None = None  # why it was disabled, for people
     disabled_at: int = 0
     enabled_at: int = 0  # epoch ms of the last (re-)enable; failures before it are forgiven
+    # Per-webhook limits; None means the worker's defaults (SYNCTEC_MAX_IN_FLIGHT_PER_
+    # ENDPOINT, SYNCTEC_RATE_LIMIT_PER_ENDPOINT).
+    max_in_flight: int | None = None
+    rate_limit: float | None = None  # requests per second
 
     def __post_init__(self) -> None:
         # A list from JSON or Avro would make the frozen object mutable through it.

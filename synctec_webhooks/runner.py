@@ -17,6 +17,7 @@ from synctec_webhooks.app import (
     Worker,
     install_stop_handlers,
     leave_stuck_threads,
+    run_loop,
     run_workers,
     setup_logging,
 )
@@ -132,7 +133,7 @@ def run_all(json_output: bool, data_dir: Path | None) -> int:
 
     code = 0
     try:
-        asyncio.run(main())
+        run_loop(main())
     except Exception:
         logger.exception("a worker failed; stopping everything")
         code = 1

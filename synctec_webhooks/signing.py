@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import logging
@@ -33,8 +34,11 @@ def generate_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(_random.token_bytes(_SECRET_BYTES)).decode("ascii")
 
 
+@functools.lru_cache(maxsize=4096)
 def secret_key_bytes(secret: str) -> bytes:
     """The Standard Webhooks HMAC key: the base64-decoded part after "whsec_".
+
+    Cached: every POST signs with it, and a worker signs for few distinct secrets.
 
     Missing "=" padding is tolerated (the reference library does the same). The error
     messages never repeat the secret, so they are safe to log.
@@ -54,7 +58,8 @@ def secret_key_bytes(secret: str) -> bytes:
 
 
 def _hmac_b64(key: bytes, message: bytes) -> str:
-    return base64.b64encode(hmac.new(key, message, hashlib.sha256).digest()).decode("ascii")
+    # hmac.digest is OpenSSL's one-shot HMAC: a third of the cost of hmac.new().digest().
+    return base64.b64encode(hmac.digest(key, message, "sha256")).decode("ascii")
 
 
 def storelink_signature(secret: str, body: bytes) -> str:

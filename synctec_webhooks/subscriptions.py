@@ -55,6 +55,8 @@ def to_record(sub: Subscription) -> dict[str, Any]:
         "updated_at": sub.updated_at,
         "sealed_secrets": sub.sealed_secrets,
         **{name: getattr(sub, name) for name in _STATE_FIELDS},
+        "max_in_flight": sub.max_in_flight,
+        "rate_limit": sub.rate_limit,
     }
 
 
@@ -73,6 +75,8 @@ def from_record(rec: dict[str, Any]) -> Subscription:
         disabled_reason=rec.get("disabled_reason"),
         disabled_at=rec.get("disabled_at", 0),
         enabled_at=rec.get("enabled_at", 0),
+        max_in_flight=rec.get("max_in_flight"),
+        rate_limit=rec.get("rate_limit"),
     )
 
 

@@ -1,10 +1,11 @@
 """One delivery attempt end to end, shared by the delivery and the retry workers.
 
-look up the webhook -> sign -> POST (at most N in flight per webhook) -> decide ->
-hand the record on (retry tier or dead-letter topic) and wait for the broker's ack.
-`handle` returns only when the record's fate is durable, so the caller may then mark
-its offset finished. A disabled webhook's records are dead-lettered unsent. Every POST
-is also logged to the attempts topic (best effort) for the admin service.
+look up the webhook -> sign -> POST -> decide -> hand the record on (retry tier or
+dead-letter topic) and wait for the broker's ack. `handle` returns only when the
+record's fate is durable, so the caller may then mark its offset finished. How many
+POSTs run at once, per webhook and in all, is the worker's business (its lanes). A
+disabled webhook's records are dead-lettered unsent. Every POST is also logged to the
+attempts topic (best effort) for the admin service.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import schemas
@@ -25,6 +26,7 @@ from synctec_webhooks import attempts, deadletter
 from synctec_webhooks.config import Settings
 from synctec_webhooks.dlq import DeadLetterWriter
 from synctec_webhooks.kafka import AsyncProducer, produce_until_acked
+from synctec_webhooks.matching import Subscription
 from synctec_webhooks.metrics import Metrics
 from synctec_webhooks.secrets_crypto import SecretBox, load_box, signing_secrets
 from synctec_webhooks.serialization import Codec
@@ -33,6 +35,16 @@ from synctec_webhooks.subscriptions import SubscriptionTable
 from synctec_webhooks.topics import Topics
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """What `handle` did, and what the endpoint answered (for the lane's pacing)."""
+
+    result: str  # "delivered", "retry", or a dead-letter reason
+    status: int | None = None
+    retry_after: float | None = None
+    subscription: Subscription | None = None
 
 
 @dataclass
@@ -62,7 +74,6 @@ class Dispatcher:
         self._sender = sender
         self._clock = clock
         self._topics = Topics(settings.topic_prefix)
-        self._per_endpoint: dict[str, asyncio.Semaphore] = {}
         self._box = load_box(settings)
         self.counters = Counters()
         self.metrics = metrics or Metrics.create(retry_tiers=len(settings.retry.delays))
@@ -74,23 +85,15 @@ class Dispatcher:
             self._box = load_box(self._settings)
         return self._box
 
-    def _slot(self, webhook_id: str) -> asyncio.Semaphore:
-        sem = self._per_endpoint.get(webhook_id)
-        if sem is None:
-            sem = self._per_endpoint[webhook_id] = asyncio.Semaphore(
-                self._settings.max_in_flight_per_endpoint
-            )
-        return sem
-
     async def handle(
         self, record: dict[str, Any], source: deadletter.Source, stop: asyncio.Event
-    ) -> str:
+    ) -> Handled:
         """Attempt the delivery and make its outcome durable; returns what happened."""
         sub = await self._table.lookup(record["webhook_id"])
         if sub is None:
             detail = f"webhook {record['webhook_id']} does not exist (removed before delivery)"
             await self.dead_letter(deadletter.WEBHOOK_NOT_FOUND, detail, record, source, stop)
-            return deadletter.WEBHOOK_NOT_FOUND
+            return Handled(deadletter.WEBHOOK_NOT_FOUND)
         if not sub.enabled:
             # A re-enable written just before this record (enable, then replay) may not
             # have reached the table yet: catch up to the record's time before refusing.
@@ -102,21 +105,20 @@ class Dispatcher:
                 "re-enable it, then replay"
             )
             await self.dead_letter(deadletter.WEBHOOK_DISABLED, detail, record, source, stop)
-            return deadletter.WEBHOOK_DISABLED
+            return Handled(deadletter.WEBHOOK_DISABLED, subscription=sub)
         body = record["payload"].encode("utf-8")
-        async with self._slot(sub.id):
-            timestamp = int(self._clock())
-            headers = signature_headers(
-                secrets=signing_secrets(sub, self._secret_box(), timestamp * 1000),
-                event_type=record["event_type"],
-                event_id=record["event_id"],
-                delivery_id=record["delivery_id"],
-                attempt=record["attempt"],
-                timestamp=timestamp,
-                body=body,
-            )
-            with self.metrics.in_flight.track_inprogress():
-                outcome = await self._sender.post(sub.url, body, headers)
+        timestamp = int(self._clock())
+        headers = signature_headers(
+            secrets=signing_secrets(sub, self._secret_box(), timestamp * 1000),
+            event_type=record["event_type"],
+            event_id=record["event_id"],
+            delivery_id=record["delivery_id"],
+            attempt=record["attempt"],
+            timestamp=timestamp,
+            body=body,
+        )
+        with self.metrics.in_flight.track_inprogress():
+            outcome = await self._sender.post(sub.url, body, headers)
         self.counters.attempts += 1
         self.metrics.attempt(
             webhook_id=sub.id,
@@ -129,9 +131,10 @@ class Dispatcher:
         now_ms = int(self._clock() * 1000)
         decision = decide(record, outcome, self._settings.retry, now_ms, sub.url)
         self._log_attempt(record, outcome, decision, now_ms)
+        answered = Handled("", outcome.status, outcome.retry_after, sub)
         if isinstance(decision, Delivered):
             self.counters.delivered += 1
-            return "delivered"
+            return replace(answered, result="delivered")
         if isinstance(decision, ScheduleRetry):
             topic = self._topics.retry(decision.tier)
             value = self._codec.encode(topic, schemas.DELIVERY, decision.record)
@@ -148,10 +151,10 @@ class Dispatcher:
                 decision.tier,
                 decision.record["not_before"] / 1000 - self._clock(),
             )
-            return "retry"
+            return replace(answered, result="retry")
         assert isinstance(decision, DeadLetter)
         await self.dead_letter(decision.reason, decision.detail, decision.record, source, stop)
-        return decision.reason
+        return replace(answered, result=decision.reason)
 
     def _log_attempt(
         self, record: dict[str, Any], outcome: Outcome, decision: Decision, now_ms: int

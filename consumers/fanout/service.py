@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
 
 import schemas
-from consumers.fanout.handler import plan_for
+from consumers.fanout.encoding import encode_deliveries
 from synctec_webhooks import deadletter
 from synctec_webhooks.config import Settings
 from synctec_webhooks.kafka import (
@@ -93,6 +93,7 @@ class FanoutService:
         self._consumer: AsyncConsumer | None = None
         self._producer: TransactionalProducer | None = None
         self._carry: list[Message] = []
+        self._topic_names: dict[str, str] = {}
         self._wedged: list[TransactionalProducer] = []
         self.events_consumed = 0
         self.deliveries_written = 0
@@ -175,39 +176,53 @@ class FanoutService:
         # Subscriptions written before the newest event must be in the table first.
         await self._table.sync(newest)
         now_ms = int(time.time() * 1000)
-        self._uncommitted.clear()
-        outgoing: list[Outgoing] = []
-        for msg in batch:
-            outgoing += self._plan(msg, now_ms)
-        delivery_specs = [
-            delivery_topic_spec(self._settings, self._topics.webhook_of(o.topic))
+        start = 0
+        while start < len(batch):
+            # One transaction per chunk of at most fanout_max_records delivery records
+            # (at least one event): with 10,000 subscribers a batch of 500 events would
+            # be 5 million records in one transaction.
+            self._uncommitted.clear()
+            outgoing: list[Outgoing] = []
+            end = start
+            while end < len(batch) and (
+                end == start or len(outgoing) < self._settings.fanout_max_records
+            ):
+                outgoing += self._plan(batch[end], now_ms)
+                end += 1
+            offsets = _next_offsets(batch[:end])
+            if not await self._commit_chunk(outgoing, offsets):
+                return
+            self.events_consumed += end - start
+            self.deliveries_written += sum(o.topic != self._topics.deadletters for o in outgoing)
+            for record_metrics in self._uncommitted:
+                record_metrics()
+            self.kafka_stats.note_committed(offsets)
+            start = end
+
+    async def _commit_chunk(self, outgoing: list[Outgoing], offsets: list[TopicPartition]) -> bool:
+        """Commit one chunk with the offsets of every event up to its end; False when the
+        transaction failed and the consumer was rewound."""
+        new = {
+            self._topics.webhook_of(o.topic)
             for o in outgoing
-            if o.topic != self._topics.deadletters
-        ]
-        if any(not self._admin.known(s.name) for s in delivery_specs):
-            await asyncio.to_thread(self._admin.ensure, delivery_specs)
-        offsets = _next_offsets(batch)
+            if o.topic != self._topics.deadletters and not self._admin.known(o.topic)
+        }
+        if new:
+            specs = [delivery_topic_spec(self._settings, w) for w in new]
+            await asyncio.to_thread(self._admin.ensure, specs)
         try:
             await self._commit(outgoing, offsets)
+            return True
         except TransactionAborted:
             self.aborted += 1
-            await self._rewind()
-            return
         except TransactionWedged as exc:
             await self._replace_producer(str(exc), wedged=True)
-            await self._rewind()
-            return
         except KafkaException as exc:
             # Fenced (another instance took our transactional id) or fatal: a new
             # producer fences this one's leftovers; the batch is consumed again.
             await self._replace_producer(f"the transaction failed for good: {exc}")
-            await self._rewind()
-            return
-        self.events_consumed += len(batch)
-        self.deliveries_written += sum(o.topic != self._topics.deadletters for o in outgoing)
-        for record_metrics in self._uncommitted:
-            record_metrics()
-        self.kafka_stats.note_committed(offsets)
+        await self._rewind()
+        return False
 
     async def _commit(self, outgoing: list[Outgoing], offsets: list[TopicPartition]) -> None:
         """Commit the batch's transaction while keeping the consumer served.
@@ -288,15 +303,20 @@ class FanoutService:
             return [
                 self._dead_letter(deadletter.INVALID_EVENT, detail, source, msg.value(), now_ms)
             ]
-        out = []
-        planned = plan_for(self._table.index, event_type, event, now_ms)
-        self._uncommitted.append(lambda: self.metrics.event_consumed(event_type, len(planned)))
-        for p in planned:
-            topic = self._topics.delivery(p.webhook_id)
-            out.append(
-                Outgoing(topic, p.key, self._codec.encode(topic, schemas.DELIVERY, p.record))
-            )
-        return out
+        # Disabled webhooks too: the delivery worker dead-letters their deliveries
+        # (webhook_disabled), so re-enabling and replaying gets every event to them.
+        matches = self._table.index.match(event_type, include_disabled=True)
+        self._uncommitted.append(lambda: self.metrics.event_consumed(event_type, len(matches)))
+        encoded = encode_deliveries(
+            self._codec, self._delivery_topic, event_type, event, matches, now_ms
+        )
+        return [Outgoing(topic, key, value) for topic, key, value in encoded]
+
+    def _delivery_topic(self, webhook_id: str) -> str:
+        topic = self._topic_names.get(webhook_id)
+        if topic is None:
+            topic = self._topic_names[webhook_id] = self._topics.delivery(webhook_id)
+        return topic
 
     def _dead_letter(
         self, reason: str, detail: str, source: deadletter.Source, raw: bytes | None, now_ms: int

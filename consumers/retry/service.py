@@ -27,6 +27,9 @@ logger = logging.getLogger(__name__)
 
 class RetryService(ConsumeDispatchWorker):
     role = "retry"
+    # Retry topics are shared by every webhook: pausing one for a slow webhook would
+    # hold the others back, so lanes here are bounded by the worker's memory cap only.
+    pause_lanes = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

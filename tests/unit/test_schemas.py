@@ -36,6 +36,7 @@ FIELDS = {
     "com.synctec.webhooks.Subscription": [
         "id", "url", "events", "secret", "description", "enabled", "created_at", "updated_at",
         "sealed_secrets", "rotation_ends_at", "disabled_reason", "disabled_at", "enabled_at",
+        "max_in_flight", "rate_limit",
     ],
     "com.synctec.webhooks.DeliveryAttempt": [
         "webhook_id", "delivery_id", "event_id", "event_type", "attempt", "at", "status",

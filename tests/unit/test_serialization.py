@@ -106,6 +106,8 @@ RECORDS: dict[str, dict[str, Any]] = {
         "disabled_reason": None,
         "disabled_at": 0,
         "enabled_at": 0,
+        "max_in_flight": 5,
+        "rate_limit": 2.5,
     },
     "com.synctec.webhooks.DeliveryAttempt": {
         "webhook_id": "wh_1",
