@@ -61,6 +61,11 @@ class ReceiverProcess:
         with urllib.request.urlopen(f"{self.base}/_dump", timeout=60) as r:
             return [tuple(x) for x in json.loads(r.read())]  # type: ignore[misc]
 
+    def set_delay(self, ms: float) -> None:
+        """Every healthy POST is answered `ms` milliseconds after it arrived."""
+        with urllib.request.urlopen(f"{self.base}/_delay?ms={ms}", timeout=10) as r:
+            r.read()
+
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(10)

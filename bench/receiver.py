@@ -4,7 +4,9 @@ It does what a well-behaved endpoint does (read the body, answer 200 at once) an
 the benchmark can measure produce-to-receive latency without parsing JSON per request,
 keeps for each POST its arrival time and the raw `"timestamp"` of the event, which the
 benchmark sets to the emit time. Paths under `/slow/` answer after 5 s, paths under
-`/never/` never answer (the client's timeout ends them); everything else answers 200.
+`/never/` never answer (the client's timeout ends them); everything else answers 200,
+after the endpoint delay set with GET /_delay?ms=M (0 at start), which stands for the
+time a real endpoint (Slack, Zapier, an ERP) takes to answer.
 
     python -m bench.receiver PORT     # prints {"port": P} once listening
 
@@ -35,6 +37,7 @@ class Receiver:
         self.healthy = 0  # POSTs answered at once (not /slow/, not /never/)
         self.open = 0
         self.max_open = 0
+        self.delay = 0.0  # seconds every healthy POST waits before its answer
 
     async def handle(self, request: BaseRequest) -> web.StreamResponse:
         if request.method == "GET":
@@ -49,6 +52,8 @@ class Receiver:
             elif path.startswith("/never/"):
                 await asyncio.sleep(3600)
             else:
+                if self.delay:
+                    await asyncio.sleep(self.delay)
                 self.healthy += 1
             self.count += 1
             i = body.find(_TIMESTAMP)
@@ -69,6 +74,9 @@ class Receiver:
                 "max_open": self.max_open,
             }
             return web.Response(text=json.dumps(data), content_type="application/json")
+        if request.path == "/_delay":
+            self.delay = float(request.query.get("ms", "0")) / 1000
+            return web.Response(text=json.dumps({"delay_ms": self.delay * 1000}))
         if request.path == "/_dump":
             records, self.records = self.records, []
             self.count = self.healthy = 0

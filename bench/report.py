@@ -75,6 +75,15 @@ def ratios(by: dict[str, Result]) -> list[str]:
         x = pipe / by["naive"].rate
         ok = _verdict(x >= TARGET_NAIVE)
         out.append(f"pipeline / naive = {x:.1f}x (target >= {TARGET_NAIVE:.0f}x: {ok})")
+    slow = by.get("pipeline_endpoint"), by.get("naive_endpoint")
+    if slow[0] is not None and slow[1] is not None and slow[1].rate:
+        x = slow[0].rate / slow[1].rate
+        ms = slow[1].name.split(", ")[1]
+        ok = _verdict(x >= TARGET_NAIVE)
+        out.append(
+            f"with a {ms} (each POST answered after it): pipeline / naive = {x:.0f}x "
+            f"(target >= {TARGET_NAIVE:.0f}x: {ok})"
+        )
     if "http" in by and by["http"].rate:
         x = pipe / by["http"].rate
         ok = _verdict(x >= TARGET_HTTP)
@@ -111,6 +120,16 @@ def ratios(by: dict[str, Result]) -> list[str]:
         out.append(
             f"fan-out to {by['fanout'].name.split(', ')[1]} = {shown} "
             f"(target >= {TARGET_FANOUT:,.0f} with 10,000: {_verdict(x >= TARGET_FANOUT)})"
+        )
+    if "scan" in by:
+        costs = by["scan"].extra["us_per_produce"]
+        shown = " / ".join(f"{us:.1f}" for us in costs.values())
+        names = " / ".join(f"{n:,}" for n in costs)
+        most = max(costs)
+        out.append(
+            f"one produce() costs {shown} us with {names} topics known to the producer "
+            f"(no broker): one producer writes at most {1e6 / costs[most]:,.0f} records/s "
+            f"to {most:,} per-webhook topics before any other work"
         )
     for key in ("rss", "rss_open"):
         if key not in by:

@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,11 +34,23 @@ from bench.scenarios import (
     fanout_wide,
     http_ceiling,
     naive,
+    produce_scan,
     rss_in_flight,
 )
 from synctec_webhooks.broker import LocalBroker
 
-SCENARIOS = ("http", "pipeline", "naive", "kafka", "half", "isolation", "rss", "fanout")
+SCENARIOS = (
+    "http",
+    "pipeline",
+    "naive",
+    "kafka",
+    "half",
+    "endpoint",
+    "isolation",
+    "rss",
+    "fanout",
+    "scan",
+)
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
@@ -52,6 +64,12 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         "--mix",
         default="product.synced=4,inventory.updated=3,sync.failed=1,collection.synced=2",
         help="event types and weights",
+    )
+    p.add_argument(
+        "--endpoint-ms",
+        type=float,
+        default=50.0,
+        help="answer time of the endpoint in the naive-vs-pipeline run at a real endpoint's pace",
     )
     p.add_argument("--half-seconds", type=float, default=15.0, help="length of half-rate runs")
     p.add_argument("--naive-seconds", type=float, default=10.0)
@@ -157,6 +175,8 @@ def _scenarios(
                 "pipeline_half",
                 pipe.run("pipeline at half rate", n, lambda _p: True, n * k, half / k),
             )
+        if "endpoint" in only and args.endpoint_ms > 0 and "naive" in only:
+            _endpoint_runs(bench, pipe, args.endpoint_ms, keep)
     finally:
         pipe.stop()
     if "isolation" in only:
@@ -181,6 +201,27 @@ def _scenarios(
                 failed.extra = {"error": str(exc)}
                 keep(key, failed)
                 break  # the broker is likely gone: nothing after this can run
+    if "scan" in only:
+        keep("scan", produce_scan(bench, sorted({1, 1000, args.fanout_subscriptions})))
+
+
+def _endpoint_runs(
+    bench: Bench, pipe: PipelineRun, ms: float, keep: Callable[[str, Result], None]
+) -> None:
+    """Naive and pipeline again, the receiver answering each POST after `ms`: on loopback
+    an endpoint answers in microseconds, real ones (Slack, Zapier, an ERP) in tens to
+    hundreds of milliseconds, which is what a synchronous loop waits for every time."""
+    k = bench.subscriptions
+    bench.receiver.set_delay(ms)
+    try:
+        keep("naive_endpoint", naive(bench, pipe, f"naive, {ms:.0f} ms endpoint"))
+        n = max(1, bench.events // 4)
+        keep(
+            "pipeline_endpoint",
+            pipe.run(f"pipeline, {ms:.0f} ms endpoint", n, lambda _p: True, n * k),
+        )
+    finally:
+        bench.receiver.set_delay(0)
 
 
 def _append_doc(

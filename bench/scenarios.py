@@ -288,8 +288,9 @@ class PipelineRun:
         kill_pipeline(self.pipeline)
 
 
-def naive(bench: Bench, run: PipelineRun) -> Result:
-    """The naive consumer on the delivery topics the pipeline run filled."""
+def naive(bench: Bench, run: PipelineRun, name: str = "naive") -> Result:
+    """The naive consumer on the delivery topics the pipeline run filled (a second call
+    goes on where the first one's commits stopped)."""
     sampler = bench.sampler()
     path = bench.logs / "naive-webhooks.json"
     path.write_text(json.dumps(run.webhooks))
@@ -302,7 +303,7 @@ def naive(bench: Bench, run: PipelineRun) -> Result:
     h = Helper("bench.naive", [str(path), str(bench.naive_seconds)], env, bench.logs / "naive.log")
     sampler.watch("naive consumer", h.proc.pid)
     out = h.result()
-    result = Result("naive", "1 consumer: poll, requests.post, commit(msg)")
+    result = Result(name, "1 consumer: poll, requests.post, commit(msg)")
     result.usage = sampler.stop()
     _from_receiver(result, bench.receiver.dump(), lambda _p: True)
     result.latencies = []  # old events: their emit times say nothing about this consumer
@@ -407,4 +408,21 @@ def rss_in_flight(bench: Bench, records: int, open_posts: int, endpoints: int = 
     result.extra = {"max_open": peak_open, "records": records}
     run.stop()
     bench.receiver.dump()
+    return result
+
+
+def produce_scan(bench: Bench, topic_counts: list[int]) -> Result:
+    """The cost of one `produce()` by the number of topics the producer writes to: what
+    bounds a fan-out to one topic per webhook (see bench/producescan.py)."""
+    h = Helper(
+        "bench.producescan", [str(n) for n in topic_counts], {}, bench.logs / "producescan.log"
+    )
+    costs = {int(n): us for n, us in h.result(300).items()}
+    most = max(costs)
+    result = Result(
+        f"produce() to {most:,} topics",
+        "one producer, no broker: the topic lookup and the enqueue alone",
+    )
+    result.count, result.seconds = 1_000_000, costs[most]  # records/s = 1e6 / us per record
+    result.extra = {"us_per_produce": costs}
     return result

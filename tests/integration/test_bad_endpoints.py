@@ -54,13 +54,6 @@ class GarbageServer:
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver().start()
-    yield r
-    r.stop()
-
-
-@pytest.fixture
 def garbage() -> Iterator[GarbageServer]:
     g = GarbageServer()
     yield g

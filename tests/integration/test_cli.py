@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,13 +33,6 @@ def cli(
         text=True,
         timeout=120,
     )
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver().start()
-    yield r
-    r.stop()
 
 
 def test_webhooks_add_list_remove(kafka_bootstrap: str, unique_name: str, tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,13 +13,6 @@ import pytest
 from tests.integration.harness import Pipeline, Receiver, Reply, product_synced
 
 pytestmark = pytest.mark.broker
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver().start()
-    yield r
-    r.stop()
 
 
 def _pipeline(bootstrap: str, prefix: str, logs: Path, **env: str) -> Pipeline:

@@ -35,13 +35,6 @@ pytestmark = pytest.mark.broker
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver().start()
-    yield r
-    r.stop()
-
-
-@pytest.fixture
 def pipeline(kafka_bootstrap: str, unique_name: str, tmp_path: Path) -> Iterator[Pipeline]:
     p = Pipeline(kafka_bootstrap, unique_name, tmp_path)
     try:

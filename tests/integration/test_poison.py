@@ -4,7 +4,6 @@ source topic/partition/offset, and nobody stalls or crash-loops on them."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,13 +15,6 @@ from synctec_webhooks.topics import Topics
 from tests.integration.harness import Pipeline, Receiver, product_synced, wait_until
 
 pytestmark = pytest.mark.broker
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver().start()
-    yield r
-    r.stop()
 
 
 def _raw(bootstrap: str, topic: str, value: bytes, key: str) -> None:

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,13 +17,6 @@ from synctec_webhooks.serialization import make_codec
 from tests.integration.harness import LOOPBACK, Pipeline, Receiver, product_synced, wait_until
 
 pytestmark = pytest.mark.broker
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver().start()
-    yield r
-    r.stop()
 
 
 def test_add_refuses_private_addresses_unless_opened(
