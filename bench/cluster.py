@@ -52,7 +52,7 @@ class ReceiverProcess:
         self.port = json.loads(self.proc.stdout.readline())["port"]
         self.base = f"http://127.0.0.1:{self.port}"
 
-    def count(self) -> dict[str, int]:
+    def count(self) -> dict[str, float]:
         with urllib.request.urlopen(f"{self.base}/_count", timeout=10) as r:
             return json.loads(r.read())  # type: ignore[no-any-return]
 

@@ -38,11 +38,21 @@ class Receiver:
         self.open = 0
         self.max_open = 0
         self.delay = 0.0  # seconds every healthy POST waits before its answer
+        # The integral of `open` over time since the last dump: divided by the run's
+        # length it is the mean number of POSTs the senders kept open (Little's law).
+        self.open_area = 0.0
+        self._changed = time.monotonic()
+
+    def _opened(self, by: int) -> None:
+        now = time.monotonic()
+        self.open_area += self.open * (now - self._changed)
+        self._changed = now
+        self.open += by
 
     async def handle(self, request: BaseRequest) -> web.StreamResponse:
         if request.method == "GET":
             return self._control(request)
-        self.open += 1
+        self._opened(1)
         self.max_open = max(self.max_open, self.open)
         try:
             body = await request.read()
@@ -63,7 +73,7 @@ class Receiver:
             self.records.append((time.time(), stamp, path))
             return web.Response(status=200)
         finally:
-            self.open -= 1
+            self._opened(-1)
 
     def _control(self, request: BaseRequest) -> web.StreamResponse:
         if request.path == "/_count":
@@ -72,6 +82,7 @@ class Receiver:
                 "healthy": self.healthy,
                 "open": self.open,
                 "max_open": self.max_open,
+                "open_area": self.open_area,
             }
             return web.Response(text=json.dumps(data), content_type="application/json")
         if request.path == "/_delay":
@@ -81,6 +92,8 @@ class Receiver:
             records, self.records = self.records, []
             self.count = self.healthy = 0
             self.max_open = self.open
+            self._opened(0)
+            self.open_area = 0.0
             out = [[t, s.decode(), p] for t, s, p in records]
             return web.Response(text=json.dumps(out), content_type="application/json")
         return web.Response(status=404)

@@ -126,6 +126,15 @@ def _from_receiver(
     return result
 
 
+def _collect(bench: Bench, result: Result, keep: Callable[[str], bool]) -> Result:
+    """The receiver's records into `result`, with the mean number of POSTs open at it."""
+    area = bench.receiver.count()["open_area"]
+    _from_receiver(result, bench.receiver.dump(), keep)
+    if result.seconds > 0:
+        result.extra["mean_open"] = area / result.seconds
+    return result
+
+
 def _receiver_progress(bench: Bench) -> Callable[[], int]:
     return lambda: bench.receiver.count()["count"]
 
@@ -154,7 +163,7 @@ def http_ceiling(bench: Bench, rate: float = 0.0, count: int | None = None) -> R
         h.result()
     result = Result(name, "aiohttp client (the worker's Sender) -> receiver; no Kafka")
     result.usage = sampler.stop()
-    return _from_receiver(result, bench.receiver.dump(), lambda _p: True)
+    return _collect(bench, result, lambda _p: True)
 
 
 # --- Kafka ceiling -------------------------------------------------------------------
@@ -282,7 +291,7 @@ class PipelineRun:
         _wait(expected, name, lambda: bench.receiver.count()[key])
         result = Result(name, f"emit -> fan-out -> {bench.workers} delivery workers -> receiver")
         result.usage = sampler.stop()
-        return _from_receiver(result, bench.receiver.dump(), healthy)
+        return _collect(bench, result, healthy)
 
     def stop(self) -> None:
         kill_pipeline(self.pipeline)

@@ -100,6 +100,9 @@ class ConsumeDispatchWorker:
         self._to_store: dict[tuple[str, int], int] = {}
         self._pauses: dict[tuple[str, int], set[str]] = {}
         self._sought: set[tuple[str, int]] = set()  # window-paused and sought back
+        # Partitions to resume before the next consume() (on the consume thread: see
+        # AsyncConsumer.consume); librdkafka still has them paused until then.
+        self._resumes: set[tuple[str, int]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._fatal: BaseException | None = None
         self._stop = asyncio.Event()
@@ -160,7 +163,7 @@ class ConsumeDispatchWorker:
                         await asyncio.wait_for(self._room.wait(), 0.2)
                     self._store_offsets()
                     continue
-                msgs = await self.consumer.consume(500, 0.2)
+                msgs = await self.consumer.consume(500, 0.05, self._take_resumes())
                 touched: set[Lane] = set()
                 for msg in data_messages(msgs, self.role):
                     lane = self._accept(msg)
@@ -365,10 +368,14 @@ class ConsumeDispatchWorker:
     def pause_for(self, topic: str, partition: int, reason: str) -> None:
         """Pause a partition for a reason; it resumes when no reason is left."""
         assert self.consumer is not None
-        reasons = self._pauses.setdefault((topic, partition), set())
+        key = (topic, partition)
+        reasons = self._pauses.setdefault(key, set())
         if not reasons:
-            with contextlib.suppress(KafkaException):  # revoked meanwhile
-                self.consumer.consumer.pause([TopicPartition(topic, partition)])
+            if key in self._resumes:
+                self._resumes.discard(key)  # never resumed in librdkafka: still paused
+            else:
+                with contextlib.suppress(KafkaException):  # revoked meanwhile
+                    self.consumer.consumer.pause([TopicPartition(topic, partition)])
         reasons.add(reason)
 
     def resume_for(self, topic: str, partition: int, reason: str) -> None:
@@ -380,9 +387,11 @@ class ConsumeDispatchWorker:
             self._sought.discard((topic, partition))
         if not reasons:
             del self._pauses[(topic, partition)]
-            assert self.consumer is not None
-            with contextlib.suppress(KafkaException):
-                self.consumer.consumer.resume([TopicPartition(topic, partition)])
+            self._resumes.add((topic, partition))  # done before the next consume()
+
+    def _take_resumes(self) -> list[TopicPartition]:
+        resumes, self._resumes = self._resumes, set()
+        return [TopicPartition(t, p) for t, p in resumes]
 
     def _lane_partitions(self, tp: tuple[str, int]) -> list[tuple[str, int]]:
         """Every partition of the lane's topic assigned to us (delivery topics are per
@@ -443,6 +452,7 @@ class ConsumeDispatchWorker:
             # librdkafka forgets pauses of partitions it takes away; so do we.
             self._pauses.pop((topic, partition), None)
             self._sought.discard((topic, partition))
+            self._resumes.discard((topic, partition))
         self._store_offsets()
         self.on_revoked(partitions)
 

@@ -12,6 +12,7 @@ on a dedicated thread while the event loop stores offsets, pauses and resumes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -20,7 +21,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from synctec_webhooks.config import Settings
@@ -101,6 +109,9 @@ def consumer_config(settings: Settings, group: str, client_id: str, **extra: Any
             "session.timeout.ms": settings.session_timeout_ms,
             "heartbeat.interval.ms": max(500, settings.session_timeout_ms // 5),
             "isolation.level": "read_committed",
+            # A partition resumed (or newly written) while a fetch waits at the broker
+            # is only fetched by the next request: 500 ms by default, 100 here.
+            "fetch.wait.max.ms": 100,
             "partition.assignment.strategy": "cooperative-sticky",
             "topic.metadata.refresh.interval.ms": settings.metadata_refresh_ms,
         }
@@ -223,6 +234,8 @@ class AsyncProducer:
 
     def __init__(self, settings: Settings, client_id: str, **extra: Any) -> None:
         self._producer = Producer(producer_config(settings, client_id, **extra))
+        self._settings, self._client_id = settings, client_id
+        self._best_effort: Producer | None = None  # made on the first produce_nowait
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._poll_loop, name=f"poll-{client_id}", daemon=True
@@ -232,6 +245,8 @@ class AsyncProducer:
     def _poll_loop(self) -> None:
         while not self._stop.is_set():
             self._producer.poll(0.05)
+            if self._best_effort is not None:
+                self._best_effort.poll(0)
 
     def produce(
         self,
@@ -260,34 +275,49 @@ class AsyncProducer:
                 # Local queue full: let the poll thread drain delivery reports.
                 self._producer.poll(0.1)
 
-    def produce_nowait(
-        self, topic: str, value: bytes, key: bytes | str | None, what: str = "record"
-    ) -> None:
-        """Best-effort produce: a failure is only logged, from the poll thread.
+    def produce_nowait(self, topic: str, value: bytes, key: bytes | str | None) -> None:
+        """Best-effort produce (the attempt log): a failure is only logged.
 
-        No future and no hop to the event loop per delivery report: at a few thousand
-        records a second those wake-ups cost the loop more than the records themselves.
+        These go through a second producer that reports failed deliveries only: no
+        future, no hop to the event loop and no Python callback per record (at a few
+        thousand records a second each of those costs more than the record itself),
+        and a longer linger, so the broker gets fewer, larger batches.
         """
-
-        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-            if err is not None:
-                logger.warning("%s not written to %s: %s", what, topic, err)
-
+        producer = self._best_effort
+        if producer is None:
+            conf = producer_config(
+                self._settings,
+                f"{self._client_id}-log",
+                **{
+                    "delivery.report.only.error": True,
+                    "on_delivery": _log_failed,
+                    "linger.ms": 50,
+                    "enable.idempotence": False,  # a lost or doubled log line is harmless
+                },
+            )
+            producer = self._best_effort = Producer(conf)
         while True:
             try:
-                self._producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
+                producer.produce(topic, value=value, key=key)
                 return
             except BufferError:
-                self._producer.poll(0.1)
+                producer.poll(0.1)
 
     def flush(self, timeout: float = 30.0) -> int:
         return self._producer.flush(timeout)
 
     def close(self, timeout: float = 30.0) -> int:
         remaining = self._producer.flush(timeout)
+        if self._best_effort is not None:
+            self._best_effort.flush(min(timeout, 5.0))  # best effort: do not wait long
         self._stop.set()
         self._thread.join(5)
         return remaining
+
+
+def _log_failed(err: KafkaError | None, msg: Message) -> None:
+    if err is not None:
+        logger.warning("best-effort record not written to %s: %s", msg.topic(), err)
 
 
 def _settle(fut: asyncio.Future[Message], err: KafkaError | None, msg: Message) -> None:
@@ -416,11 +446,29 @@ class AsyncConsumer:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="consume")
         self._closed = False
 
-    async def consume(self, max_messages: int = 500, timeout: float = 0.2) -> list[Message]:
+    async def consume(
+        self,
+        max_messages: int = 500,
+        timeout: float = 0.2,
+        resume: list[TopicPartition] | None = None,
+    ) -> list[Message]:
+        """Resume `resume` (see `_resume_then_consume`), then consume a batch."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            self._executor, self.consumer.consume, max_messages, timeout
+            self._executor, self._resume_then_consume, resume, max_messages, timeout
         )
+
+    def _resume_then_consume(
+        self, resume: list[TopicPartition] | None, max_messages: int, timeout: float
+    ) -> list[Message]:
+        # resume() is synchronous in librdkafka and holds the GIL: called from the event
+        # loop while this thread was inside consume(), it took 60-70 ms per call under
+        # load (measured), stalling every POST in flight. Here, between two consume()
+        # calls on the consume thread, it takes well under a millisecond.
+        if resume:
+            with contextlib.suppress(KafkaException):  # revoked meanwhile
+                self.consumer.resume(resume)
+        return self.consumer.consume(max_messages, timeout)  # type: ignore[no-any-return]
 
     async def call(self, fn: Any, *args: Any) -> Any:
         """Run a blocking client call on the consume thread (never concurrently with consume)."""

@@ -177,7 +177,7 @@ class Dispatcher:
         topic = self._topics.attempts
         value = self._codec.encode(topic, schemas.DELIVERY_ATTEMPT, entry)
         # Not awaited: the attempt log must not hold up or fail a delivery.
-        self._producer.produce_nowait(topic, value, record["webhook_id"], "attempt log entry")
+        self._producer.produce_nowait(topic, value, record["webhook_id"])
 
     async def dead_letter(
         self,
