@@ -3,7 +3,8 @@
 It does what a well-behaved endpoint does (read the body, answer 200 at once) and, so
 the benchmark can measure produce-to-receive latency without parsing JSON per request,
 keeps for each POST its arrival time and the raw `"timestamp"` of the event, which the
-benchmark sets to the emit time. Paths under `/slow/` answer after 5 s, paths under
+benchmark sets to the emit time. Paths under `/slow/` answer after 5 s, under `/hold/`
+after 30 s, paths under
 `/never/` never answer (the client's timeout ends them); everything else answers 200,
 after the endpoint delay set with GET /_delay?ms=M (0 at start), which stands for the
 time a real endpoint (Slack, Zapier, an ERP) takes to answer.
@@ -28,6 +29,7 @@ from aiohttp.web_request import BaseRequest
 
 _TIMESTAMP = b'"timestamp":"'
 _SLOW_SECONDS = 5.0
+_HOLD_SECONDS = 30.0  # long enough for a worker to open 10,000 POSTs before any ends
 
 
 class Receiver:
@@ -59,6 +61,8 @@ class Receiver:
             path = request.path
             if path.startswith("/slow/"):
                 await asyncio.sleep(_SLOW_SECONDS)
+            elif path.startswith("/hold/"):
+                await asyncio.sleep(_HOLD_SECONDS)
             elif path.startswith("/never/"):
                 await asyncio.sleep(3600)
             else:

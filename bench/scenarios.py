@@ -380,12 +380,13 @@ def fanout_wide(bench: Bench, subscriptions: int, events: int) -> Result:
 
 def rss_in_flight(bench: Bench, records: int, open_posts: int, endpoints: int = 10) -> Result:
     """One delivery worker holding `records` records, `open_posts` of them as POSTs open
-    at the receiver (which answers after 5 s): its peak RSS."""
+    at the receiver (which answers after 30 s, so that all of them are open at once):
+    its peak RSS."""
     per = records // endpoints
     run = PipelineRun(
         bench,
         "m",
-        [f"/slow/m{i}" for i in range(endpoints)],
+        [f"/hold/m{i}" for i in range(endpoints)],
         roles=["fanout", "deliver"],
         env={
             "SYNCTEC_MAX_IN_FLIGHT": str(open_posts),
@@ -411,7 +412,7 @@ def rss_in_flight(bench: Bench, records: int, open_posts: int, endpoints: int = 
             time.sleep(0.2)
     result = Result(
         f"{records:,} held, {open_posts:,} POSTs open",
-        "one delivery worker; the receiver answers after 5 s",
+        "one delivery worker; the receiver answers after 30 s",
     )
     result.usage = sampler.stop()
     result.extra = {"max_open": peak_open, "records": records}
