@@ -83,12 +83,13 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
 
 
 @contextlib.contextmanager
-def _broker() -> Iterator[tuple[str, int | None, str]]:
+def _broker(logs: Path) -> Iterator[tuple[str, int | None, str]]:
     configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if configured:
         yield configured, None, f"the broker at {configured}"
         return
-    with LocalBroker(heap="1g") as broker:
+    # Its log beside the run's others: the broker's data dir goes when it stops.
+    with LocalBroker(heap="1g", log_file=logs / "broker.log") as broker:
         yield broker.bootstrap_servers, broker.pid, "a local single-node KRaft broker (1 GB heap)"
 
 
@@ -109,7 +110,7 @@ def run(args: argparse.Namespace) -> dict[str, Result]:
     print(f"machine: {args.machine}")
     print(f"logs: {logs}")
     results: dict[str, Result] = {}
-    with _broker() as (bootstrap, broker_pid, broker_text):
+    with _broker(logs) as (bootstrap, broker_pid, broker_text):
         print(f"broker: {broker_text}")
         receiver = ReceiverProcess(logs)
         bench = Bench(
@@ -197,7 +198,7 @@ def _scenarios(
             key = "fanout" if n == args.fanout_subscriptions else f"fanout_{n}"
             try:
                 keep(key, fanout_wide(bench, n, max(1, args.fanout_records // n)))
-            except Exception as exc:  # the local broker has been seen to die here
+            except Exception as exc:  # reported in the results rather than ending the run
                 logging.getLogger("bench").exception("fan-out to %d webhooks failed", n)
                 failed = Result(f"fan-out, {n:,} webhooks", f"FAILED: {exc}")
                 failed.extra = {"error": str(exc)}

@@ -136,7 +136,7 @@ def _collect(bench: Bench, result: Result, keep: Callable[[str], bool]) -> Resul
 
 
 def _receiver_progress(bench: Bench) -> Callable[[], int]:
-    return lambda: bench.receiver.count()["count"]
+    return lambda: int(bench.receiver.count()["count"])
 
 
 # --- HTTP ceiling --------------------------------------------------------------------
@@ -288,7 +288,7 @@ class PipelineRun:
         sampler = self.sampler()
         _emit(self.pipeline.producer, self.source, events, rate)
         key = "healthy" if expected and not healthy("/slow/") else "count"
-        _wait(expected, name, lambda: bench.receiver.count()[key])
+        _wait(expected, name, lambda: int(bench.receiver.count()[key]))
         result = Result(name, f"emit -> fan-out -> {bench.workers} delivery workers -> receiver")
         result.usage = sampler.stop()
         return _collect(bench, result, healthy)
@@ -344,21 +344,26 @@ def fanout_wide(bench: Bench, subscriptions: int, events: int) -> Result:
     pipeline = start_pipeline(
         bench.bootstrap, prefix, bench.logs, ["fanout"], sampler, {**bench.env, **_WIDE_FANOUT_ENV}
     )
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
 
     topics = Topics(prefix)
     probe = Consumer({"bootstrap.servers": bench.bootstrap, "group.id": topics.group("fanout")})
     parts = [TopicPartition(topics.events, p) for p in range(settings.events_partitions)]
 
-    def done_events() -> int:
-        return sum(max(tp.offset, 0) for tp in probe.committed(parts, timeout=10))
+    def done_events(before: int) -> int:
+        try:
+            return sum(max(tp.offset, 0) for tp in probe.committed(parts, timeout=10))
+        except KafkaException:
+            # The broker is busy writing thousands of transaction markers and did not
+            # answer in time; it has not died: ask again.
+            return before
 
     first: tuple[float, int] | None = None
     last = (time.monotonic(), 0)
     deadline = time.monotonic() + 120  # keeps `make bench` under 10 minutes
     with tqdm(total=events * subscriptions, desc="fan-out", unit="rec", leave=False) as bar:
         while last[1] < events and time.monotonic() < deadline:
-            n = done_events()
+            n = done_events(last[1])
             now = time.monotonic()
             if n and first is None:
                 first = (now, n)
@@ -403,7 +408,7 @@ def rss_in_flight(bench: Bench, records: int, open_posts: int, endpoints: int = 
     deadline = time.monotonic() + 120
     with tqdm(total=open_posts, desc="POSTs open", leave=False) as bar:
         while time.monotonic() < deadline:
-            peak_open = max(peak_open, bench.receiver.count()["max_open"])
+            peak_open = max(peak_open, int(bench.receiver.count()["max_open"]))
             bar.update(min(open_posts, peak_open) - bar.n)
             if peak_open >= open_posts and full_since is None:
                 full_since = time.monotonic()

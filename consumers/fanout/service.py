@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
 
@@ -68,6 +69,35 @@ class TransactionWedged(Exception):
 
 # librdkafka's own limits are 30 s (offsets) and 60 s (commit); past this we stop waiting.
 _WEDGED_AFTER = 90.0
+
+
+def retry_retriable(
+    call: Callable[..., None], *args: Any, give_up_after: float = 60.0, first_wait: float = 0.05
+) -> None:
+    """Call a transactional step again while it fails with a retriable error.
+
+    librdkafka's contract for `send_offsets_to_transaction` and `commit_transaction`:
+    a retriable error (CONCURRENT_TRANSACTIONS while the broker still writes the last
+    transaction's markers, a coordinator moving, a timeout) means "call it again", not
+    "the transaction failed". Treated as failed, it cost a whole new producer, whose
+    `init_transactions` then failed the same way for seconds (measured with 1,000
+    webhooks: one transaction spans 1,000 partitions, so its markers take a while).
+    """
+    deadline = time.monotonic() + give_up_after
+    wait = first_wait
+    while True:
+        try:
+            call(*args)
+            return
+        except KafkaException as exc:
+            err: KafkaError = exc.args[0]
+            if not err.retriable() or err.txn_requires_abort() or err.fatal():
+                raise
+            if time.monotonic() + wait > deadline:
+                raise
+            logger.info("fan-out: %s; calling it again in %.2f s", err, wait)
+            time.sleep(wait)
+            wait = min(wait * 2, 1.0)
 
 
 class FanoutService:
@@ -260,10 +290,9 @@ class FanoutService:
             p.begin_transaction()
             for o in outgoing:
                 p.produce(o.topic, o.value, o.key)
-            p.send_offsets_to_transaction(
-                offsets, self._consumer.consumer.consumer_group_metadata()
-            )
-            p.commit_transaction()
+            metadata = self._consumer.consumer.consumer_group_metadata()
+            retry_retriable(p.send_offsets_to_transaction, offsets, metadata)
+            retry_retriable(p.commit_transaction)
         except KafkaException as exc:
             err: KafkaError = exc.args[0]
             if err.txn_requires_abort():
