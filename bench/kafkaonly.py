@@ -4,8 +4,11 @@
 
 One member of the consumer group `<prefix>.bench-kafka`, configured as the delivery
 worker's consumer is (read_committed, offsets stored after the work). Writes its count
-to STATUS_FILE every 250 ms; on SIGTERM prints `{"count": n, "latencies": [...]}`, the
-latencies from each event's emit time (its "timestamp") to the record being decoded.
+to STATUS_FILE every 250 ms; on SIGTERM prints
+`{"count": n, "latencies": [...], "first": t, "last": t}`: the latencies from each
+event's emit time (its "timestamp") to the record being decoded, and the wall-clock
+times of the first and the last record decoded (the pipeline's rate is counted from its
+first to its last arrival too).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, stop)
     count, latencies, shown = 0, [], 0.0
+    first = last_at = 0.0
     print("consuming", file=sys.stderr, flush=True)
     while not stopping:
         msgs = consumer.consume(1000, 0.1)
@@ -57,13 +61,16 @@ def main() -> None:
             last[(m.topic() or "", m.partition() or 0)] = (m.offset() or 0) + 1
             count += 1
         if last:
+            last_at = time.time()
+            first = first or last_at
             consumer.store_offsets(offsets=[TopicPartition(t, p, o) for (t, p), o in last.items()])
         if time.monotonic() - shown > 0.25:
             status.write_text(str(count))
             shown = time.monotonic()
     status.write_text(str(count))
     consumer.close()
-    print(json.dumps({"count": count, "latencies": latencies}), flush=True)
+    out = {"count": count, "latencies": latencies, "first": first, "last": last_at}
+    print(json.dumps(out), flush=True)
 
 
 if __name__ == "__main__":

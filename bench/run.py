@@ -143,7 +143,8 @@ def _show(r: Result) -> None:
     p50, p95, p99 = (x * 1000 for x in r.p)
     lat = f"  p50 {p50:.0f} / p95 {p95:.0f} / p99 {p99:.0f} ms" if r.latencies else ""
     open_ = r.extra.get("mean_open")
-    conc = f"  ({open_:,.0f} POSTs open on average)" if open_ is not None else ""
+    # Only meaningful when the receiver holds its answers (a 0 ms one answers at once).
+    conc = f"  ({open_:,.0f} POSTs open on average)" if open_ and open_ >= 1 else ""
     print(f"{r.name:<36} {r.rate:>10,.0f} /s{lat}{conc}", flush=True)
     for u in r.usage:
         print(f"    {u.name:<16} cpu {u.cpu:6.1f} s   peak rss {u.peak_rss / 2**20:6.0f} MB")

@@ -229,7 +229,10 @@ class KafkaOnly:
         )
         result.usage = sampler.stop()
         result.count = sum(o["count"] for o in outs)
-        result.seconds = time.time() - began
+        # From the first record decoded to the last, as the pipeline's arrivals are.
+        firsts = [o["first"] for o in outs if o.get("first")]
+        lasts = [o["last"] for o in outs if o.get("last")]
+        result.seconds = max(lasts) - min(firsts) if firsts else time.time() - began
         result.latencies = [x for o in outs for x in o["latencies"]] if fanout else []
         self.backlog = events or self.backlog
         return result
