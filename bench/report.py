@@ -117,6 +117,11 @@ def ratios(by: dict[str, Result]) -> list[str]:
         x = by["fanout"].rate
         failed = by["fanout"].extra.get("error")
         shown = f"failed ({failed})" if failed else f"{x:,.0f} delivery records/s"
+        started = by["fanout"].extra.get("first_commit_seconds")
+        if not failed and started is not None:
+            shown += f" once going (its first transaction committed {started:.0f} s after start)"
+        elif not failed:
+            shown += " (no transaction committed within 150 s)"
         out.append(
             f"fan-out to {by['fanout'].name.split(', ')[1]} = {shown} "
             f"(target >= {TARGET_FANOUT:,.0f} with 10,000: {_verdict(x >= TARGET_FANOUT)})"

@@ -130,6 +130,9 @@ class TopicSpec:
     config: dict[str, str] = field(default_factory=dict)
 
 
+_ASK_BEFORE_CREATING = 50  # missing topics above which ensure() lists what exists first
+
+
 class TopicAdmin:
     """Creates topics on demand, remembering what exists so the hot path asks once."""
 
@@ -141,6 +144,14 @@ class TopicAdmin:
     def ensure(self, specs: Iterable[TopicSpec], timeout: float = 30.0) -> None:
         with self._lock:
             missing = list({s.name: s for s in specs if s.name not in self._known}.values())
+            if len(missing) > _ASK_BEFORE_CREATING:
+                # Many at once (a fan-out starting with thousands of webhooks): one
+                # metadata request says which exist, rather than a CreateTopics naming
+                # thousands of topics that mostly exist (it held the fan-out's first
+                # transaction for a minute with 10,000 webhooks).
+                existing = set(self._admin.list_topics(timeout=timeout).topics)
+                self._known |= existing
+                missing = [s for s in missing if s.name not in existing]
             if not missing:
                 return
             new = [
