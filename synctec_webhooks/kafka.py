@@ -6,7 +6,8 @@ buffers produce calls for up to a second and refuses `headers=`. The workers nee
 offsets stored the moment a POST finishes and headers on dead letters, so they use the
 plain clients: a `Producer` polled by its own thread, whose delivery reports resolve
 asyncio futures through `call_soon_threadsafe`, and a `Consumer` whose `consume()` runs
-on a dedicated thread while the event loop stores offsets, pauses and resumes.
+on a dedicated thread while the event loop stores offsets and pauses; resumes are made
+on that thread, between two `consume()` calls (see `AsyncConsumer.consume`).
 """
 
 from __future__ import annotations
@@ -492,6 +493,17 @@ class AsyncConsumer:
         self._closed = True
         await self.call(self.consumer.close)
         self._executor.shutdown(wait=True)
+
+
+async def stop_following(task: asyncio.Task[None] | None, consumer: AsyncConsumer | None) -> None:
+    """Stop a topic follower (the subscription table, the attempt log): cancel its
+    background task, wait for it to end, then close its consumer."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    if consumer is not None:
+        await consumer.close()
 
 
 def is_benign(err: KafkaError) -> bool:

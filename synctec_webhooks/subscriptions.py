@@ -29,6 +29,7 @@ from synctec_webhooks.kafka import (
     core_topics,
     is_benign,
     position,
+    stop_following,
 )
 from synctec_webhooks.matching import Subscription, SubscriptionIndex
 from synctec_webhooks.serialization import Codec, SerializationError
@@ -237,11 +238,4 @@ class SubscriptionTable:
         return sub
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-        if self._consumer is not None:
-            await self._consumer.close()
+        await stop_following(self._task, self._consumer)

@@ -17,7 +17,13 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from synctec_webhooks.config import Settings
-from synctec_webhooks.kafka import AsyncConsumer, TopicAdmin, base_config, data_messages
+from synctec_webhooks.kafka import (
+    AsyncConsumer,
+    TopicAdmin,
+    base_config,
+    data_messages,
+    stop_following,
+)
 from synctec_webhooks.serialization import Codec, SerializationError
 from synctec_webhooks.topics import Topics
 
@@ -109,11 +115,4 @@ class AttemptLog:
         self._recent.pop(webhook_id, None)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-        if self._consumer is not None:
-            await self._consumer.close()
+        await stop_following(self._task, self._consumer)

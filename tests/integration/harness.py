@@ -274,6 +274,14 @@ class Pipeline:
             self._producer.flush()
         return codes
 
+    def stop_and_check(self) -> None:
+        """Stop every worker, print their logs (pytest shows them for a failing test) and
+        check each exited 0: a clean SIGTERM stop, in-flight work finished, is part of
+        the contract."""
+        codes = self.stop()
+        print(self.all_logs())
+        assert all(code == 0 for code in codes.values()), codes
+
     def all_logs(self) -> str:
         return "\n".join(
             f"==== {p.name}\n{p.read_text()[-4000:]}" for p in sorted(self.logs.glob("*.log"))

@@ -51,9 +51,7 @@ def pipeline(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
     try:
         yield p.start([*ROLES, ADMIN])
     finally:
-        codes = p.stop()
-        print(p.all_logs())
-    assert all(code == 0 for code in codes.values()), codes
+        p.stop_and_check()
 
 
 @pytest.fixture

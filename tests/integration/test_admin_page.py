@@ -45,9 +45,7 @@ def pipeline(kafka_bootstrap: str, unique_name: str, tmp_path: Path) -> Iterator
     try:
         yield p.start([*ROLES, ADMIN])
     finally:
-        codes = p.stop()
-        print(p.all_logs())
-    assert all(code == 0 for code in codes.values()), codes
+        p.stop_and_check()
 
 
 @pytest.fixture

@@ -19,12 +19,6 @@ def _pipeline(bootstrap: str, prefix: str, logs: Path, **env: str) -> Pipeline:
     return Pipeline(bootstrap, prefix, logs, **env).start()
 
 
-def _stop(p: Pipeline) -> None:
-    codes = p.stop()
-    print(p.all_logs())
-    assert all(code == 0 for code in codes.values()), codes
-
-
 def test_a_webhooks_rate_limit_holds_and_others_are_not_slowed(
     kafka_bootstrap: str, unique_name: str, tmp_path: Path, receiver: Receiver
 ) -> None:
@@ -36,7 +30,7 @@ def test_a_webhooks_rate_limit_holds_and_others_are_not_slowed(
         free = receiver.wait_for(80, "/free", timeout=60)
         limited = receiver.wait_for(80, "/limited", timeout=60)
     finally:
-        _stop(p)
+        p.stop_and_check()
     times = sorted(r.at for r in limited)
     # A limit, not a speed: at most rate + burst (2) in any one-second window, with slack
     # for the receiver's own timestamps.
@@ -58,7 +52,7 @@ def test_retry_after_on_429_holds_the_endpoints_next_post(
         p.emit(*(product_synced(str(i)) for i in range(3)))
         got = receiver.wait_for(4, "/busy", timeout=60)  # 3 + the retry of the first
     finally:
-        _stop(p)
+        p.stop_and_check()
     first = got[0]
     # The delivery worker's next POST; the retry worker (another process, its own
     # pacing) may send the retried first record sooner, as its tier's delay says.
@@ -87,7 +81,7 @@ def test_a_slow_endpoint_does_not_take_the_workers_slots(
         took = time.time() - began
         slow_started = len(receiver.received("/slow"))
     finally:
-        _stop(p)
+        p.stop_and_check()
     assert took < 20, took  # with the slow lane holding all 40 slots: 300 / 40 * 4 s = 30 s
     assert slow_started <= 30  # it only ever had its own 10 at once
 
@@ -107,7 +101,7 @@ def test_pausing_and_resuming_a_webhook_loses_doubles_and_reorders_nothing(
         receiver.wait_for(200, "/paced", timeout=90)
         time.sleep(1.0)
     finally:
-        _stop(p)
+        p.stop_and_check()
     got = receiver.received("/paced")
     counts = Counter(r.json["id"] for r in got)
     assert set(counts) == set(ids) and sum(counts.values()) == 200
