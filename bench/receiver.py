@@ -36,7 +36,7 @@ class Receiver:
     def __init__(self) -> None:
         self.records: list[tuple[float, bytes, str]] = []
         self.count = 0
-        self.healthy = 0  # POSTs answered at once (not /slow/, not /never/)
+        self.healthy = 0  # POSTs answered at once (not /slow/, /hold/ or /never/)
         self.open = 0
         self.max_open = 0
         self.delay = 0.0  # seconds every healthy POST waits before its answer

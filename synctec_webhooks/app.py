@@ -56,8 +56,9 @@ def cap_malloc_arenas(arenas: int = 2) -> None:
     """Limit glibc to a few malloc arenas (as MALLOC_ARENA_MAX does), before any thread.
 
     Every librdkafka client runs a dozen threads, and glibc gives each thread that
-    allocates its own arena: a delivery worker's RSS with 10,000 POSTs open went from
-    204 to 197 MB with two (docs/benchmarks.md). Not glibc (musl, macOS): nothing to do.
+    allocates its own arena: a delivery worker's RSS with 6,040 POSTs open went from 204
+    to 197 MB with two in the one pair of runs measured, within the run-to-run noise
+    (docs/benchmarks.md). Not glibc (musl, macOS): nothing to do.
     """
     if os.environ.get("MALLOC_ARENA_MAX"):
         return  # the operator chose
