@@ -67,9 +67,11 @@ bench: $(BENCH_STAMP) ## the benchmark (about 6.5 min); appends its figures to d
 broker: $(STAMP) ## run a local single-node Kafka broker in the foreground
 	$(BIN)/synctec-webhooks broker
 
-lint: $(STAMP) ## ruff + mypy
+lint: $(STAMP) ## ruff (lint + format) and mypy, as CI runs them
 	$(BIN)/ruff check .
-	$(BIN)/mypy synctec_webhooks producers consumers schemas tools
+	$(BIN)/ruff format --check .
+	$(BIN)/python tools/typecheck.py
+	$(BIN)/mypy tools bench
 
 screenshot: $(STAMP) browser ## refresh docs/settings-page.png (needs a broker: runs the browser test)
 	SYNCTEC_SCREENSHOT=docs/settings-page.png $(BIN)/python -m pytest -q tests/integration/test_admin_page.py

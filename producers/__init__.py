@@ -1,7 +1,11 @@
 """The producer library for sync services: emit events, manage subscriptions."""
 
-from producers.events import EmitError, EventProducer, InvalidEvent
-from producers.subscriptions import InvalidSubscription, SubscriptionWriter, parse_event_types
+from synctec_webhooks.producers.events import EmitError, EventProducer, InvalidEvent
+from synctec_webhooks.producers.subscriptions import (
+    InvalidSubscription,
+    SubscriptionWriter,
+    parse_event_types,
+)
 
 __all__ = [
     "EmitError",

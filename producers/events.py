@@ -1,6 +1,6 @@
 """What a sync service imports to emit events.
 
-    from producers import EventProducer
+    from synctec_webhooks.producers import EventProducer
     with EventProducer.from_env() as p:
         event_id = p.emit({"event": "product.synced", ...})
 
@@ -17,18 +17,15 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
-import schemas
+from synctec_webhooks import schemas
 from synctec_webhooks.config import Settings
+from synctec_webhooks.errors import EmitError
 from synctec_webhooks.events import InvalidEvent, partition_key, validate_event
 from synctec_webhooks.kafka import TopicAdmin, core_topics, producer_config
 from synctec_webhooks.serialization import Codec, make_codec
 from synctec_webhooks.topics import Topics
 
 __all__ = ["EmitError", "EventProducer", "InvalidEvent"]
-
-
-class EmitError(RuntimeError):
-    """The broker did not acknowledge an event (after librdkafka's own retries)."""
 
 
 class EventProducer:

@@ -16,8 +16,7 @@ from dataclasses import replace
 
 from confluent_kafka import KafkaError, Message, Producer
 
-import schemas
-from synctec_webhooks import webhooks
+from synctec_webhooks import schemas, webhooks
 from synctec_webhooks.config import Settings
 from synctec_webhooks.kafka import TopicAdmin, core_topics, delivery_topic_spec, producer_config
 from synctec_webhooks.matching import Subscription

@@ -12,17 +12,13 @@ import math
 import os
 import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
-from synctec_webhooks.ops_settings import OpsConfigError, OpsSettings
+from synctec_webhooks.errors import ConfigError
 from synctec_webhooks.retry_policy import DEFAULT_DELAYS, RetryPolicy, parse_delays
 
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,80}$")
-
-
-class ConfigError(ValueError):
-    """A setting has a value we cannot use; the message names the variable."""
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -38,17 +34,28 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
+def _optional_int(
+    env: Mapping[str, str], name: str, minimum: int = 1, maximum: int | None = None
+) -> int | None:
+    raw = env.get(name, "").strip()
+    if raw == "":
+        return None
     try:
         value = int(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r}: expected an integer") from None
     if value < minimum:
         raise ConfigError(f"{name}={raw!r}: must be at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name}={raw!r}: must be at most {maximum}")
     return value
+
+
+def _int(
+    env: Mapping[str, str], name: str, default: int, minimum: int = 1, maximum: int | None = None
+) -> int:
+    value = _optional_int(env, name, minimum, maximum)
+    return default if value is None else value
 
 
 def _port(env: Mapping[str, str], name: str, default: int) -> int:
@@ -81,6 +88,52 @@ def _instance_id(env: Mapping[str, str]) -> str:
         # Host names may hold dots; the id goes into a transactional id, keep it plain.
         raw = re.sub(r"[^A-Za-z0-9_-]", "-", raw)[:80].strip("-") or "0"
     return raw
+
+
+# One port per role, so the roles can run side by side on one host with no settings.
+DEFAULT_PORTS = {"run": 9400, "fanout": 9401, "deliver": 9402, "retry": 9403, "admin": 9404}
+
+
+@dataclass(frozen=True)
+class OpsSettings:
+    """The operations endpoint (/metrics, /healthz, /readyz) and the metrics' options.
+
+    SYNCTEC_METRICS_HOST              address to listen on (127.0.0.1)
+    SYNCTEC_METRICS_PORT              port; 0 picks a free one; unset: the role's default
+    SYNCTEC_STATS_INTERVAL_MS         librdkafka statistics interval (lag, readiness)
+    SYNCTEC_METRICS_PER_WEBHOOK       webhook ids with series of their own, or "*"
+    SYNCTEC_METRICS_PER_WEBHOOK_CAP   at most this many such webhooks per process
+    """
+
+    host: str = "127.0.0.1"
+    port: int | None = None
+    stats_interval_ms: int = 5000
+    per_webhook: tuple[str, ...] = ()
+    per_webhook_cap: int = 50
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> OpsSettings:
+        ids = tuple(i.strip() for i in env.get("SYNCTEC_METRICS_PER_WEBHOOK", "").split(","))
+        return cls(
+            host=env.get("SYNCTEC_METRICS_HOST", "").strip() or cls.host,
+            port=_optional_int(env, "SYNCTEC_METRICS_PORT", 0, 65535),
+            stats_interval_ms=_int(
+                env, "SYNCTEC_STATS_INTERVAL_MS", cls.stats_interval_ms, 100, 600_000
+            ),
+            per_webhook=tuple(i for i in ids if i),
+            per_webhook_cap=_int(
+                env, "SYNCTEC_METRICS_PER_WEBHOOK_CAP", cls.per_webhook_cap, 1, 10_000
+            ),
+        )
+
+    def port_for(self, roles: Iterable[str]) -> int:
+        """The configured port, else the default of the one role (or of `run`)."""
+        if self.port is not None:
+            return self.port
+        names = list(roles)
+        if len(names) == 1:
+            return DEFAULT_PORTS.get(names[0], DEFAULT_PORTS["run"])
+        return DEFAULT_PORTS["run"]
 
 
 @dataclass(frozen=True)
@@ -133,7 +186,7 @@ class Settings:
     transaction_timeout_ms: int = 10_000
     session_timeout_ms: int = 10_000
     kafka_debug: str = ""
-    # /metrics, /healthz, /readyz and the metrics' own options (ops_settings.py).
+    # /metrics, /healthz, /readyz and the metrics' own options.
     ops: OpsSettings = field(default_factory=OpsSettings)
 
     @classmethod
@@ -195,7 +248,7 @@ class Settings:
             transaction_timeout_ms=_int(
                 env, "SYNCTEC_TRANSACTION_TIMEOUT_MS", cls.transaction_timeout_ms
             ),
-            ops=_ops(env),
+            ops=OpsSettings.from_env(env),
         )
 
     @property
@@ -205,10 +258,3 @@ class Settings:
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
-
-
-def _ops(env: Mapping[str, str]) -> OpsSettings:
-    try:
-        return OpsSettings.from_env(env)
-    except OpsConfigError as exc:
-        raise ConfigError(str(exc)) from None

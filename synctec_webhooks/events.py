@@ -19,7 +19,8 @@ from typing import Any
 
 from fastavro.schema import expand_schema
 
-from schemas import EVENT_SCHEMA, EVENT_TYPES, load
+from synctec_webhooks.errors import InvalidEvent
+from synctec_webhooks.schemas import EVENT_SCHEMA, EVENT_TYPES, load
 
 __all__ = [
     "MAX_ID_LENGTH",
@@ -59,15 +60,6 @@ _JSON_TYPES = {
 }
 
 _Check = Callable[[str, Any], str | None]
-
-
-class InvalidEvent(ValueError):
-    """An event the platform refuses; `field` is a dotted path such as "product.sku"."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"invalid event: {field}: {problem}")
-        self.field = field
-        self.problem = problem
 
 
 def default_event_id() -> str:

@@ -30,17 +30,14 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from synctec_webhooks.config import ConfigError, Settings
+from synctec_webhooks.config import Settings
+from synctec_webhooks.errors import SecretKeyError
 from synctec_webhooks.matching import Subscription
 
 logger = logging.getLogger(__name__)
 
 ENV_VAR = "SYNCTEC_SECRET_KEY"
 KEY_FILE = "secret.key"
-
-
-class SecretKeyError(ConfigError):
-    """No usable key for webhook secrets; the message says which setting to fix."""
 
 
 _OPENED_CACHE = 100_000  # webhooks whose opened secrets a process keeps

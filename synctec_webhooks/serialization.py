@@ -40,7 +40,8 @@ from fastavro import schemaless_reader, schemaless_writer
 from fastavro.schema import fullname as schema_fullname
 from fastavro.validation import ValidationError, validate
 
-from schemas import SchemaStore, load
+from synctec_webhooks.errors import SerializationError
+from synctec_webhooks.schemas import SchemaStore, load
 
 try:
     # The HTTP library confluent-kafka itself uses (httpx or httpx2): its TransportError
@@ -69,18 +70,6 @@ _CONFLUENT_MAGIC = 0
 _CONFLUENT_HEADER = 5
 # fastavro signals a record that does not fit its schema with any of these.
 _DATA_ERRORS = (ValueError, TypeError, AttributeError, KeyError, OverflowError)
-
-
-class SerializationError(Exception):
-    """A record could not be encoded or decoded; the message says what to do.
-
-    `retriable` is True only when the schema registry was unreachable or failing: the
-    same bytes may decode later, so the caller should retry rather than dead-letter.
-    """
-
-    def __init__(self, message: str, *, retriable: bool = False) -> None:
-        super().__init__(message)
-        self.retriable = retriable
 
 
 class Codec(Protocol):

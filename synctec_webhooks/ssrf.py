@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from synctec_webhooks.errors import AddressRefused
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -45,16 +47,6 @@ _METADATA = frozenset(
 # does not know them (so the add-time check does not depend on the local /etc/hosts).
 _BLOCKED_NAMES = ("localhost", "metadata.google.internal", "metadata.goog")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
-
-
-class AddressRefused(OSError):
-    """The guard refused every address of a host. An OSError so that aiohttp wraps it in
-    ClientConnectorDNSError like any other resolution failure; `outcome` unwraps it."""
-
-    def __init__(self, host: str, reason: str) -> None:
-        super().__init__(f"refused by the SSRF guard: {reason}")
-        self.host = host
-        self.reason = reason
 
 
 def parse_networks(cidrs: Iterable[str]) -> tuple[IPNetwork, ...]:

@@ -19,9 +19,9 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaException, Message, TopicPartition
 
-from synctec_webhooks import deadletter
+from synctec_webhooks import deadletters
 from synctec_webhooks.config import Settings
-from synctec_webhooks.dlq import DeadLetterWriter
+from synctec_webhooks.deadletters.writer import DeadLetterWriter
 from synctec_webhooks.kafka import (
     AsyncConsumer,
     TopicAdmin,
@@ -153,18 +153,18 @@ class SubscriptionTable:
         try:
             _, rec = self._codec.decode(self._topic, value)
         except SerializationError as exc:
-            return deadletter.UNDECODABLE, str(exc)
+            return deadletters.UNDECODABLE, str(exc)
         try:
             sub = from_record(rec)
         except (KeyError, TypeError, ValueError) as exc:
-            return deadletter.INVALID_SUBSCRIPTION, f"not a usable subscription: {exc!r}"
+            return deadletters.INVALID_SUBSCRIPTION, f"not a usable subscription: {exc!r}"
         self.index.upsert(sub)
         return None
 
     async def _poison(self, msg: Message, reason: str, detail: str) -> None:
         # A bad subscription record must not stop the table: skip it, keep it visible.
         self.poison_count += 1
-        source = deadletter.Source(*position(msg))
+        source = deadletters.Source(*position(msg))
         logger.error("skipping subscription record at %s/%d@%d: %s", *astuple(source), detail)
         if self._dead_letters is not None:
             await self._dead_letters.write(reason, detail, source, raw=msg.value())

@@ -13,23 +13,17 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
-import schemas
-from consumers.delivery.outcome import validate_webhook_url
+from yarl import URL
+
+from synctec_webhooks import schemas
+from synctec_webhooks.errors import InvalidSubscription
 from synctec_webhooks.matching import WILDCARD, Subscription
 from synctec_webhooks.secrets_crypto import SecretBox, SigningSecret
 from synctec_webhooks.signing import generate_secret
 from synctec_webhooks.ssrf import Guard, check_host
 
 MAX_DESCRIPTION = 500
-
-
-class InvalidSubscription(ValueError):
-    """A webhook we refuse to store; `field` names what to fix."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"{field}: {problem}")
-        self.field = field
-        self.problem = problem
+MAX_URL_LENGTH = 2048
 
 
 def new_webhook_id() -> str:
@@ -163,3 +157,25 @@ def rotated(
         rotation_ends_at=ends if grace_ms > 0 else 0,
         updated_at=now_ms,
     )
+
+
+def validate_webhook_url(url: str) -> str:
+    """The URL as aiohttp will request it, or ValueError with a message for the merchant.
+
+    Requires http or https, a host, no whitespace, at most 2048 characters. Userinfo
+    ("https://user:pass@host/") is allowed, as some receivers use basic auth, so treat
+    the result as a secret in logs.
+    """
+    shown = url if len(url) <= 100 else url[:100] + "..."
+    if len(url) > MAX_URL_LENGTH:
+        raise ValueError(f"url: must be at most {MAX_URL_LENGTH} characters, got {len(url)}")
+    if any(ch.isspace() for ch in url):
+        raise ValueError(f"url: must not contain whitespace, got {shown!r}")
+    try:
+        parsed = URL(url)
+    except ValueError as exc:
+        raise ValueError(f"url: {exc}, got {shown!r}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError(f"url: must be an absolute http(s) URL, got {shown!r}")
+    # yarl lowercases scheme and host, IDNA-encodes the host, percent-encodes the path.
+    return str(parsed)

@@ -18,16 +18,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import schemas
-from consumers.delivery.handler import DeadLetter, Decision, Delivered, ScheduleRetry, decide
-from consumers.delivery.outcome import Outcome
-from consumers.delivery.sender import Sender
-from synctec_webhooks import attempts, deadletter
+from synctec_webhooks.consumers.delivery.handler import (
+    DeadLetter,
+    Decision,
+    Delivered,
+    ScheduleRetry,
+    decide,
+)
+from synctec_webhooks.consumers.delivery.outcome import Outcome
+from synctec_webhooks.consumers.delivery.sender import Sender
+
+from synctec_webhooks import attempts, deadletters, schemas
 from synctec_webhooks.config import Settings
-from synctec_webhooks.dlq import DeadLetterWriter
+from synctec_webhooks.deadletters.writer import DeadLetterWriter
 from synctec_webhooks.kafka import AsyncProducer, produce_until_acked
 from synctec_webhooks.matching import Subscription
-from synctec_webhooks.metrics import Metrics
+from synctec_webhooks.ops.metrics import Metrics
 from synctec_webhooks.secrets_crypto import SecretBox, load_box, signing_secrets
 from synctec_webhooks.serialization import Codec
 from synctec_webhooks.signing import signature_headers
@@ -86,14 +92,14 @@ class Dispatcher:
         return self._box
 
     async def handle(
-        self, record: dict[str, Any], source: deadletter.Source, stop: asyncio.Event
+        self, record: dict[str, Any], source: deadletters.Source, stop: asyncio.Event
     ) -> Handled:
         """Attempt the delivery and make its outcome durable; returns what happened."""
         sub = await self._table.lookup(record["webhook_id"])
         if sub is None:
             detail = f"webhook {record['webhook_id']} does not exist (removed before delivery)"
-            await self.dead_letter(deadletter.WEBHOOK_NOT_FOUND, detail, record, source, stop)
-            return Handled(deadletter.WEBHOOK_NOT_FOUND)
+            await self.dead_letter(deadletters.WEBHOOK_NOT_FOUND, detail, record, source, stop)
+            return Handled(deadletters.WEBHOOK_NOT_FOUND)
         if not sub.enabled:
             # A re-enable written just before this record (enable, then replay) may not
             # have reached the table yet: catch up to the record's time before refusing.
@@ -104,8 +110,8 @@ class Dispatcher:
                 f"webhook {sub.id} is disabled ({sub.disabled_reason or 'no reason given'}); "
                 "re-enable it, then replay"
             )
-            await self.dead_letter(deadletter.WEBHOOK_DISABLED, detail, record, source, stop)
-            return Handled(deadletter.WEBHOOK_DISABLED, subscription=sub)
+            await self.dead_letter(deadletters.WEBHOOK_DISABLED, detail, record, source, stop)
+            return Handled(deadletters.WEBHOOK_DISABLED, subscription=sub)
         body = record["payload"].encode("utf-8")
         timestamp = int(self._clock())
         headers = signature_headers(
@@ -184,7 +190,7 @@ class Dispatcher:
         reason: str,
         detail: str,
         record: dict[str, Any] | None,
-        source: deadletter.Source,
+        source: deadletters.Source,
         stop: asyncio.Event,
         raw: bytes | None = None,
     ) -> None:

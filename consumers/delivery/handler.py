@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from consumers.delivery.outcome import Outcome, OutcomeKind
-from synctec_webhooks import deadletter
+from synctec_webhooks.consumers.delivery.outcome import Outcome, OutcomeKind
+
+from synctec_webhooks import deadletters
 from synctec_webhooks.retry_policy import GiveUp, RetryPolicy
 
 GONE = 410
@@ -53,19 +54,19 @@ def decide(
     if outcome.ok:
         return Delivered(done)
     if outcome.kind is OutcomeKind.INVALID_URL:
-        return DeadLetter(deadletter.INVALID_URL, outcome.error or "invalid URL", done)
+        return DeadLetter(deadletters.INVALID_URL, outcome.error or "invalid URL", done)
     if outcome.kind is OutcomeKind.REFUSED:
         # Not retried: the same DNS answer is refused again. Replay once it is fixed.
-        return DeadLetter(deadletter.REFUSED, outcome.error or "refused", done)
+        return DeadLetter(deadletters.REFUSED, outcome.error or "refused", done)
     if outcome.status == GONE:
         # The receiver says the endpoint is gone for good; the admin service disables
         # the webhook when it sees this attempt (see synctec_webhooks/health.py).
         detail = "the endpoint answered 410 Gone, which disables the webhook"
-        return DeadLetter(deadletter.WEBHOOK_DISABLED, detail, done)
+        return DeadLetter(deadletters.WEBHOOK_DISABLED, detail, done)
     step = policy.after_failure(record["attempt"], now_ms, outcome.retry_after)
     if isinstance(step, GiveUp):
         detail = f"{len(done['history'])} attempts failed; last: {outcome.error}"
-        return DeadLetter(deadletter.RETRIES_EXHAUSTED, detail, done)
+        return DeadLetter(deadletters.RETRIES_EXHAUSTED, detail, done)
     return ScheduleRetry(
         step.tier, {**done, "attempt": record["attempt"] + 1, "not_before": step.not_before_ms}
     )

@@ -22,14 +22,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import aiohttp
-from yarl import URL
 
 from synctec_webhooks.retry_policy import parse_retry_after
 from synctec_webhooks.ssrf import AddressRefused
 
 logger = logging.getLogger(__name__)
 
-MAX_URL_LENGTH = 2048
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
 _SHOWN_LOCATION = 200  # characters of a redirect target kept in the error text
 
@@ -160,25 +158,3 @@ def _describe(label: str, exc: BaseException) -> str:
 
 def _named(exc: BaseException) -> str:
     return _describe(type(exc).__name__, exc)
-
-
-def validate_webhook_url(url: str) -> str:
-    """The URL as aiohttp will request it, or ValueError with a message for the merchant.
-
-    Requires http or https, a host, no whitespace, at most 2048 characters. Userinfo
-    ("https://user:pass@host/") is allowed, as some receivers use basic auth, so treat
-    the result as a secret in logs.
-    """
-    shown = url if len(url) <= 100 else url[:100] + "..."
-    if len(url) > MAX_URL_LENGTH:
-        raise ValueError(f"url: must be at most {MAX_URL_LENGTH} characters, got {len(url)}")
-    if any(ch.isspace() for ch in url):
-        raise ValueError(f"url: must not contain whitespace, got {shown!r}")
-    try:
-        parsed = URL(url)
-    except ValueError as exc:
-        raise ValueError(f"url: {exc}, got {shown!r}") from None
-    if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise ValueError(f"url: must be an absolute http(s) URL, got {shown!r}")
-    # yarl lowercases scheme and host, IDNA-encodes the host, percent-encodes the path.
-    return str(parsed)

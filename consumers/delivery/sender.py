@@ -15,9 +15,14 @@ from __future__ import annotations
 import time
 
 import aiohttp
+from synctec_webhooks.consumers.delivery.outcome import (
+    Outcome,
+    from_exception,
+    from_response,
+    refused_outcome,
+)
 from yarl import URL
 
-from consumers.delivery.outcome import Outcome, from_exception, from_response, refused_outcome
 from synctec_webhooks.config import Settings
 from synctec_webhooks.ssrf import Guard, GuardedResolver, ip_literal
 

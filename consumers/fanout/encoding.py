@@ -17,8 +17,8 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
-import schemas
-from consumers.fanout.handler import plan
+from synctec_webhooks import schemas
+from synctec_webhooks.deliveries import plan
 from synctec_webhooks.matching import Subscription
 from synctec_webhooks.serialization import SINGLE_OBJECT_MAGIC, Codec, SingleObjectCodec
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import schemas
+from synctec_webhooks import schemas
 from synctec_webhooks.webhooks import MAX_DESCRIPTION
 
 _MAX_URL = 2048

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import schemas
+from synctec_webhooks import schemas
 from synctec_webhooks.admin.errors import ApiError, invalid
 from synctec_webhooks.webhooks import PATCHABLE
 

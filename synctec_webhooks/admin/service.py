@@ -17,17 +17,16 @@ from typing import Any
 
 from aiohttp import web
 
-import schemas
-from consumers.deadletters import DeadLetters
-from producers.subscriptions import SubscriptionWriter
-from synctec_webhooks import webhooks
-from synctec_webhooks.admin.attempts import AttemptLog
+from synctec_webhooks import schemas, webhooks
 from synctec_webhooks.admin.errors import ApiError, not_found
-from synctec_webhooks.admin.testevent import build_test_delivery, default_type
+from synctec_webhooks.admin.sample_events import build_test_delivery, default_type
+from synctec_webhooks.attempts.endpoint_health import HealthTracker
+from synctec_webhooks.attempts.log import AttemptLog
 from synctec_webhooks.config import ConfigError, Settings
-from synctec_webhooks.health import HealthTracker
+from synctec_webhooks.deadletters.replay import DeadLetters
 from synctec_webhooks.kafka import AsyncProducer, produce_until_acked
 from synctec_webhooks.matching import Subscription
+from synctec_webhooks.producers.subscriptions import SubscriptionWriter
 from synctec_webhooks.serialization import Codec
 from synctec_webhooks.subscriptions import SubscriptionTable
 from synctec_webhooks.topics import Topics

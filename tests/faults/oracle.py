@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from consumers.deadletters import DeadLetters
 from synctec_webhooks.config import Settings
+from synctec_webhooks.deadletters.replay import DeadLetters
 from synctec_webhooks.serialization import SerializationError, make_codec
 from synctec_webhooks.topics import Topics
 from tests.integration.harness import Receiver

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from consumers.deadletters import DeadLetters
+from synctec_webhooks.deadletters.replay import DeadLetters
 from synctec_webhooks.serialization import make_codec
 from tests.integration.harness import Pipeline, Receiver, Reply, always, product_synced, wait_until
 

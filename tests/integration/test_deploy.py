@@ -28,9 +28,8 @@ from cryptography.fernet import Fernet
 from kubernetes_validate.utils import latest_version, schema_contents
 
 from synctec_webhooks.admin import check_token
-from synctec_webhooks.config import ConfigError, Settings
+from synctec_webhooks.config import DEFAULT_PORTS, ConfigError, Settings
 from synctec_webhooks.kafka import TopicSpec, core_topics
-from synctec_webhooks.ops_settings import DEFAULT_PORTS
 from synctec_webhooks.secrets_crypto import SecretBox
 from tests.integration.prometheus_server import INSTALL_HINT
 from tools import dashboard as dash

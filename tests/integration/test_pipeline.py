@@ -17,7 +17,7 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from consumers.deadletters import DeadLetters
+from synctec_webhooks.deadletters.replay import DeadLetters
 from synctec_webhooks.serialization import make_codec
 from tests.integration.harness import (
     Pipeline,

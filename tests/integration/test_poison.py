@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from consumers.deadletters import DeadLetters
+from synctec_webhooks.deadletters.replay import DeadLetters
 from synctec_webhooks.serialization import make_codec
 from synctec_webhooks.topics import Topics
 from tests.integration.harness import Pipeline, Receiver, product_synced, wait_until

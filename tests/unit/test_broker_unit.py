@@ -1,4 +1,4 @@
-"""Pure helpers of synctec_webhooks.broker: no JVM, no Maven, no broker."""
+"""Pure helpers of synctec_webhooks.localkafka: no JVM, no Maven, no broker."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from synctec_webhooks import broker
+from synctec_webhooks.localkafka import broker
 
 
 def _properties(text: str) -> dict[str, str]:

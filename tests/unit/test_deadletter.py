@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 
-import schemas
-from synctec_webhooks import deadletter
-from synctec_webhooks.deadletter import Source, build, dead_letter_id, key_of
+from synctec_webhooks import deadletters, schemas
+from synctec_webhooks.deadletters import Source, build, dead_letter_id, key_of
 from synctec_webhooks.serialization import SingleObjectCodec
 
 NOW_MS = 1_738_161_000_000
@@ -51,9 +50,9 @@ def _delivery(attempts: int) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("reason", "attempts"),
     [
-        (deadletter.RETRIES_EXHAUSTED, 4),
-        (deadletter.INVALID_URL, 1),
-        (deadletter.WEBHOOK_NOT_FOUND, 0),
+        (deadletters.RETRIES_EXHAUSTED, 4),
+        (deadletters.INVALID_URL, 1),
+        (deadletters.WEBHOOK_NOT_FOUND, 0),
     ],
 )
 def test_build_from_a_delivery(reason: str, attempts: int) -> None:
@@ -85,10 +84,10 @@ def test_build_from_a_delivery(reason: str, attempts: int) -> None:
 @pytest.mark.parametrize(
     ("reason", "raw"),
     [
-        (deadletter.UNDECODABLE, b"\xc3\x01garbage\x00\xff"),
-        (deadletter.UNDECODABLE, b""),
-        (deadletter.UNDECODABLE, None),  # a tombstone on the events topic has no value
-        (deadletter.INVALID_EVENT, b"\xc3\x01" + bytes(range(256))),
+        (deadletters.UNDECODABLE, b"\xc3\x01garbage\x00\xff"),
+        (deadletters.UNDECODABLE, b""),
+        (deadletters.UNDECODABLE, None),  # a tombstone on the events topic has no value
+        (deadletters.INVALID_EVENT, b"\xc3\x01" + bytes(range(256))),
     ],
 )
 def test_build_from_poison_bytes(reason: str, raw: bytes | None) -> None:
@@ -115,7 +114,7 @@ def test_build_from_poison_bytes(reason: str, raw: bytes | None) -> None:
 
 def test_history_is_a_copy() -> None:
     delivery = _delivery(2)
-    record = build(deadletter.RETRIES_EXHAUSTED, "why", SOURCE, NOW_MS, delivery=delivery)
+    record = build(deadletters.RETRIES_EXHAUSTED, "why", SOURCE, NOW_MS, delivery=delivery)
     record["history"].append({"attempt": 3})
     assert len(delivery["history"]) == 2
 
@@ -124,12 +123,12 @@ def test_history_is_a_copy() -> None:
     ("record", "key"),
     [
         pytest.param(
-            build(deadletter.INVALID_URL, "x", SOURCE, NOW_MS, delivery=_delivery(1)),
+            build(deadletters.INVALID_URL, "x", SOURCE, NOW_MS, delivery=_delivery(1)),
             "wh_0123456789abcdef01234567",
             id="delivery-by-webhook",
         ),
         pytest.param(
-            build(deadletter.UNDECODABLE, "x", Source("synctec.events", 0, 1), NOW_MS, raw=b"x"),
+            build(deadletters.UNDECODABLE, "x", Source("synctec.events", 0, 1), NOW_MS, raw=b"x"),
             "synctec.events",
             id="poison-by-topic",
         ),
@@ -163,8 +162,8 @@ def test_dead_letter_id_is_distinct_per_source(other: Source) -> None:
 
 
 def test_dead_letter_id_ignores_the_content() -> None:
-    a = build(deadletter.UNDECODABLE, "a", SOURCE, NOW_MS, raw=b"a")
-    b = build(deadletter.RETRIES_EXHAUSTED, "b", SOURCE, NOW_MS + 1, delivery=_delivery(4))
+    a = build(deadletters.UNDECODABLE, "a", SOURCE, NOW_MS, raw=b"a")
+    b = build(deadletters.RETRIES_EXHAUSTED, "b", SOURCE, NOW_MS + 1, delivery=_delivery(4))
     assert a["dead_letter_id"] == b["dead_letter_id"]
 
 
@@ -176,7 +175,7 @@ def test_dead_letter_id_ignores_the_content() -> None:
     [
         pytest.param(
             build(
-                deadletter.RETRIES_EXHAUSTED,
+                deadletters.RETRIES_EXHAUSTED,
                 "4 attempts failed",
                 SOURCE,
                 NOW_MS,
@@ -185,16 +184,16 @@ def test_dead_letter_id_ignores_the_content() -> None:
             id="retries-exhausted",
         ),
         pytest.param(
-            build(deadletter.INVALID_URL, "invalid URL", SOURCE, NOW_MS, delivery=_delivery(1)),
+            build(deadletters.INVALID_URL, "invalid URL", SOURCE, NOW_MS, delivery=_delivery(1)),
             id="invalid-url",
         ),
         pytest.param(
-            build(deadletter.WEBHOOK_NOT_FOUND, "gone", SOURCE, NOW_MS, delivery=_delivery(0)),
+            build(deadletters.WEBHOOK_NOT_FOUND, "gone", SOURCE, NOW_MS, delivery=_delivery(0)),
             id="webhook-not-found",
         ),
         pytest.param(
             build(
-                deadletter.UNDECODABLE,
+                deadletters.UNDECODABLE,
                 "bad magic",
                 Source("synctec.events", 5, 2**40),
                 NOW_MS,
@@ -203,12 +202,12 @@ def test_dead_letter_id_ignores_the_content() -> None:
             id="undecodable",
         ),
         pytest.param(
-            build(deadletter.UNDECODABLE, "tombstone", Source("synctec.events", 0, 0), NOW_MS),
+            build(deadletters.UNDECODABLE, "tombstone", Source("synctec.events", 0, 0), NOW_MS),
             id="no-bytes",
         ),
         pytest.param(
             build(
-                deadletter.INVALID_EVENT,
+                deadletters.INVALID_EVENT,
                 "not an event",
                 Source("synctec.events", 1, 9),
                 NOW_MS,

@@ -6,9 +6,7 @@ import copy
 from typing import Any
 
 import pytest
-
-import schemas
-from consumers.delivery.handler import (
+from synctec_webhooks.consumers.delivery.handler import (
     DeadLetter,
     Decision,
     Delivered,
@@ -16,8 +14,9 @@ from consumers.delivery.handler import (
     decide,
     with_attempt,
 )
-from consumers.delivery.outcome import Outcome, OutcomeKind
-from synctec_webhooks import deadletter
+from synctec_webhooks.consumers.delivery.outcome import Outcome, OutcomeKind
+
+from synctec_webhooks import deadletters, schemas
 from synctec_webhooks.retry_policy import RetryPolicy
 from synctec_webhooks.serialization import SingleObjectCodec
 
@@ -161,7 +160,7 @@ def test_failure_after_the_last_tier_is_dead_lettered(outcome: Outcome) -> None:
     record = _record(POLICY.max_attempts)
     decision = _decide(record, outcome)
     assert isinstance(decision, DeadLetter)
-    assert decision.reason == deadletter.RETRIES_EXHAUSTED == "retries_exhausted"
+    assert decision.reason == deadletters.RETRIES_EXHAUSTED == "retries_exhausted"
     assert decision.record == {
         **record,
         "history": [*record["history"], _entry(POLICY.max_attempts, outcome)],

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-import schemas
+from synctec_webhooks import schemas
 from synctec_webhooks.events import (
     InvalidEvent,
     default_event_id,

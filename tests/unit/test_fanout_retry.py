@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
-
-from consumers.fanout.service import retry_retriable
+from synctec_webhooks.consumers.fanout.worker import retry_retriable
 
 
 class Flaky:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from synctec_webhooks.health import HealthTracker
+from synctec_webhooks.attempts.endpoint_health import HealthTracker
 from synctec_webhooks.matching import Subscription
 
 T0 = 1_000_000

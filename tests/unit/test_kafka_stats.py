@@ -11,13 +11,13 @@ import pytest
 from confluent_kafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
-from synctec_webhooks.kafka_stats import (
+from synctec_webhooks.ops.kafka_stats import (
     ConsumerStats,
     consumer_state,
     partition_lag,
     partition_lags,
 )
-from synctec_webhooks.metrics import Metrics
+from synctec_webhooks.ops.metrics import Metrics
 from synctec_webhooks.topics import Topics
 
 INVALID = -1001
@@ -208,7 +208,7 @@ def test_a_malformed_document_is_skipped(caplog: pytest.LogCaptureFixture) -> No
 
 
 def test_one_log_line_per_change(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level("INFO", logger="synctec_webhooks.kafka_stats")
+    caplog.set_level("INFO", logger="synctec_webhooks.ops.kafka_stats")
     _, stats = stats_for("t.deliver", Clock())
     joining = document({"t.d.a": {"0": part(0, 1, 1)}}, join_state="wait-join")
     steady = document({"t.d.a": {"0": part(0, 1, 1)}})

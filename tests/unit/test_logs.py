@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from synctec_webhooks import logs
+from synctec_webhooks.ops import logs
 from synctec_webhooks.signing import generate_secret, standard_signature
 
 
@@ -59,7 +59,7 @@ def configure(fmt: str, out: io.StringIO, monkeypatch: pytest.MonkeyPatch) -> No
 def test_json_lines(stream: io.StringIO, monkeypatch: pytest.MonkeyPatch) -> None:
     configure("json", stream, monkeypatch)
     secret = generate_secret()
-    log = logging.getLogger("consumers.delivery.dispatcher")
+    log = logging.getLogger("synctec_webhooks.consumers.delivery.dispatcher")
     log.warning("dead-lettered %s (%s)", "msg_1", "retries_exhausted", extra={"webhook_id": "wh_1"})
     try:
         raise ValueError(f"bad secret {secret}\nsecond line")
@@ -68,7 +68,10 @@ def test_json_lines(stream: io.StringIO, monkeypatch: pytest.MonkeyPatch) -> Non
     lines = stream.getvalue().splitlines()
     assert len(lines) == 2  # the traceback stays inside its line
     first, second = (json.loads(line) for line in lines)
-    assert first["level"] == "WARNING" and first["logger"] == "consumers.delivery.dispatcher"
+    assert (
+        first["level"] == "WARNING"
+        and first["logger"] == "synctec_webhooks.consumers.delivery.dispatcher"
+    )
     assert first["msg"] == "dead-lettered msg_1 (retries_exhausted)"
     assert first["webhook_id"] == "wh_1"
     assert first["ts"].endswith("+00:00")

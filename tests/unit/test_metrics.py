@@ -5,9 +5,14 @@ from __future__ import annotations
 import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
+from synctec_webhooks.consumers.delivery.outcome import (
+    Outcome,
+    OutcomeKind,
+    from_exception,
+    from_response,
+)
 
-from consumers.delivery.outcome import Outcome, OutcomeKind, from_exception, from_response
-from synctec_webhooks.metrics import (
+from synctec_webhooks.ops.metrics import (
     EVENT_TYPES,
     OUTCOMES,
     Metrics,

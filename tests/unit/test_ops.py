@@ -14,11 +14,11 @@ import pytest
 from confluent_kafka import KafkaError
 from prometheus_client import CollectorRegistry
 
-from synctec_webhooks import kafka, ops
-from synctec_webhooks.config import ConfigError, Settings
-from synctec_webhooks.metrics import Metrics
-from synctec_webhooks.ops import OpsServer
-from synctec_webhooks.ops_settings import DEFAULT_PORTS, OpsSettings
+from synctec_webhooks.kafka import clients as kafka
+from synctec_webhooks.ops import server as ops
+from synctec_webhooks.config import DEFAULT_PORTS, ConfigError, OpsSettings, Settings
+from synctec_webhooks.ops.metrics import Metrics
+from synctec_webhooks.ops.server import OpsServer
 
 
 def settings(port: int = 0, host: str = "127.0.0.1") -> Settings:

@@ -13,14 +13,14 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
-
-from consumers.delivery.outcome import (
+from synctec_webhooks.consumers.delivery.outcome import (
     Outcome,
     OutcomeKind,
     from_exception,
     from_response,
-    validate_webhook_url,
 )
+
+from synctec_webhooks.webhooks import validate_webhook_url
 
 NOW = 1_700_000_000.0
 

@@ -12,7 +12,7 @@ from cryptography.fernet import Fernet
 from fastavro import parse_schema, schemaless_writer
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
-import schemas
+from synctec_webhooks import schemas
 from synctec_webhooks.config import Settings
 from synctec_webhooks.matching import Subscription
 from synctec_webhooks.secrets_crypto import (

@@ -7,9 +7,9 @@ import socket
 
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
+from synctec_webhooks.consumers.delivery.outcome import OutcomeKind
+from synctec_webhooks.consumers.delivery.sender import Sender
 
-from consumers.delivery.outcome import OutcomeKind
-from consumers.delivery.sender import Sender
 from synctec_webhooks.config import Settings
 from synctec_webhooks.ssrf import AddressRefused, Guard, GuardedResolver, check_host, ip_literal
 

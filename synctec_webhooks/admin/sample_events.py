@@ -13,8 +13,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import schemas
-from consumers.fanout.handler import PlannedDelivery, plan
+from synctec_webhooks import schemas
+from synctec_webhooks.deliveries import PlannedDelivery, plan
 from synctec_webhooks.events import validate_event
 from synctec_webhooks.matching import WILDCARD, Subscription
 

@@ -25,7 +25,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-import schemas
+from synctec_webhooks import schemas
 from synctec_webhooks.config import Settings
 from synctec_webhooks.kafka import (
     TopicAdmin,

@@ -27,7 +27,7 @@ def _print_json(obj: Any) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from synctec_webhooks.app import (
+    from synctec_webhooks.cli.process import (
         install_stop_handlers,
         leave_stuck_threads,
         run_loop,
@@ -55,7 +55,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_admin(args: argparse.Namespace) -> int:
     from synctec_webhooks.admin import check_token
-    from synctec_webhooks.app import ADMIN, install_stop_handlers, run_workers, setup_logging
+    from synctec_webhooks.cli.process import (
+        ADMIN,
+        install_stop_handlers,
+        run_workers,
+        setup_logging,
+    )
 
     setup_logging()
     settings = _settings()
@@ -71,13 +76,13 @@ def cmd_admin(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from synctec_webhooks.runner import run_all
+    from synctec_webhooks.cli.run import run_all
 
     return run_all(json_output=args.json, data_dir=Path(args.data_dir) if args.data_dir else None)
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
-    from synctec_webhooks.broker import main_broker
+    from synctec_webhooks.localkafka.broker import main_broker
 
     return main_broker(
         json_output=args.json,
@@ -91,8 +96,8 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
 
 def cmd_emit(args: argparse.Namespace) -> int:
-    from producers.events import EventProducer
     from synctec_webhooks.events import InvalidEvent, parse_events_json
+    from synctec_webhooks.producers.events import EventProducer
 
     text = sys.stdin.read() if args.event in (None, "-") else args.event
     try:
@@ -111,7 +116,7 @@ def cmd_emit(args: argparse.Namespace) -> int:
 
 
 def cmd_webhooks(args: argparse.Namespace) -> int:
-    from producers.subscriptions import InvalidSubscription, SubscriptionWriter
+    from synctec_webhooks.producers.subscriptions import InvalidSubscription, SubscriptionWriter
 
     writer = SubscriptionWriter(_settings())
     if args.action == "add":
@@ -156,7 +161,7 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
 
 
 def cmd_dead_letters(args: argparse.Namespace) -> int:
-    from consumers.deadletters import DeadLetters
+    from synctec_webhooks.deadletters.replay import DeadLetters
     from synctec_webhooks.serialization import make_codec
 
     settings = _settings()

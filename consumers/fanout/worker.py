@@ -26,10 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
+from synctec_webhooks.consumers.fanout.encoding import encode_deliveries
 
-import schemas
-from consumers.fanout.encoding import encode_deliveries
-from synctec_webhooks import deadletter
+from synctec_webhooks import deadletters, schemas
 from synctec_webhooks.config import Settings
 from synctec_webhooks.kafka import (
     AsyncConsumer,
@@ -41,8 +40,8 @@ from synctec_webhooks.kafka import (
     delivery_topic_spec,
     position,
 )
-from synctec_webhooks.kafka_stats import ConsumerStats
-from synctec_webhooks.metrics import Metrics
+from synctec_webhooks.ops.kafka_stats import ConsumerStats
+from synctec_webhooks.ops.metrics import Metrics
 from synctec_webhooks.serialization import Codec, SerializationError
 from synctec_webhooks.subscriptions import SubscriptionTable
 from synctec_webhooks.topics import Topics
@@ -100,7 +99,7 @@ def retry_retriable(
             wait = min(wait * 2, 1.0)
 
 
-class FanoutService:
+class FanoutWorker:
     def __init__(
         self,
         settings: Settings,
@@ -315,7 +314,7 @@ class FanoutService:
             await self._consumer.call(c.seek, TopicPartition(tp.topic, tp.partition, offset))
 
     def _plan(self, msg: Message, now_ms: int) -> list[Outgoing]:
-        source = deadletter.Source(*position(msg))
+        source = deadletters.Source(*position(msg))
         try:
             name, event = self._codec.decode(source.topic, msg.value() or b"")
         except SerializationError as exc:
@@ -323,14 +322,14 @@ class FanoutService:
                 raise  # the registry is unreachable: these bytes will decode later
             self._uncommitted.append(lambda: self.metrics.event_consumed(None, 0))
             return [
-                self._dead_letter(deadletter.UNDECODABLE, str(exc), source, msg.value(), now_ms)
+                self._dead_letter(deadletters.UNDECODABLE, str(exc), source, msg.value(), now_ms)
             ]
         event_type = _EVENT_TYPE_OF.get(name)
         if event_type is None:
             detail = f"record of schema {name} is not a sync event"
             self._uncommitted.append(lambda: self.metrics.event_consumed(None, 0))
             return [
-                self._dead_letter(deadletter.INVALID_EVENT, detail, source, msg.value(), now_ms)
+                self._dead_letter(deadletters.INVALID_EVENT, detail, source, msg.value(), now_ms)
             ]
         # Disabled webhooks too: the delivery worker dead-letters their deliveries
         # (webhook_disabled), so re-enabling and replaying gets every event to them.
@@ -348,16 +347,16 @@ class FanoutService:
         return topic
 
     def _dead_letter(
-        self, reason: str, detail: str, source: deadletter.Source, raw: bytes | None, now_ms: int
+        self, reason: str, detail: str, source: deadletters.Source, raw: bytes | None, now_ms: int
     ) -> Outgoing:
         logger.error(
             "dead-lettering %s/%d@%d: %s", source.topic, source.partition, source.offset, detail
         )
-        record = deadletter.build(reason, detail, source, now_ms, raw=raw)
+        record = deadletters.build(reason, detail, source, now_ms, raw=raw)
         value = self._codec.encode(self._topics.deadletters, schemas.DEAD_LETTER, record)
         self.dead_lettered += 1
         self._uncommitted.append(lambda: self.metrics.dead_lettered(reason, None))
-        return Outgoing(self._topics.deadletters, deadletter.key_of(record), value)
+        return Outgoing(self._topics.deadletters, deadletters.key_of(record), value)
 
 
 def _next_offsets(msgs: list[Message]) -> list[TopicPartition]:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from synctec_webhooks.admin import AdminService, check_token
-from synctec_webhooks.app import (
+from synctec_webhooks.cli.process import (
     ADMIN,
     ROLES,
     Worker,
@@ -21,9 +21,9 @@ from synctec_webhooks.app import (
     run_workers,
     setup_logging,
 )
-from synctec_webhooks.broker import BrokerError, LocalBroker
 from synctec_webhooks.config import ConfigError, Settings
-from synctec_webhooks.ops import OpsServer
+from synctec_webhooks.localkafka.broker import BrokerError, LocalBroker
+from synctec_webhooks.ops.server import OpsServer
 from synctec_webhooks.secrets_crypto import load_box
 
 logger = logging.getLogger(__name__)

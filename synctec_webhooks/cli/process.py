@@ -20,14 +20,14 @@ import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any, Protocol
 
-from consumers.delivery.service import DeliveryService
-from consumers.fanout.service import FanoutService
-from consumers.retry.service import RetryService
-from synctec_webhooks import logs
 from synctec_webhooks.config import ConfigError, Settings
-from synctec_webhooks.dlq import DeadLetterWriter
+from synctec_webhooks.consumers.delivery.worker import DeliveryWorker
+from synctec_webhooks.consumers.fanout.worker import FanoutWorker
+from synctec_webhooks.consumers.retry.worker import RetryWorker
+from synctec_webhooks.deadletters.writer import DeadLetterWriter
 from synctec_webhooks.kafka import AsyncProducer
-from synctec_webhooks.ops import OpsServer, subscriptions_check
+from synctec_webhooks.ops import logs
+from synctec_webhooks.ops.server import OpsServer, subscriptions_check
 from synctec_webhooks.serialization import make_codec
 from synctec_webhooks.subscriptions import SubscriptionTable
 
@@ -128,12 +128,12 @@ async def _run_workers(
     workers: dict[str, Worker] = {}
     for role in roles:
         if role == "fanout":
-            workers[role] = FanoutService(settings, codec, table, ops.metrics)
+            workers[role] = FanoutWorker(settings, codec, table, ops.metrics)
             ops.add_check("subscriptions", subscriptions_check(table))
         elif role == "deliver":
-            workers[role] = DeliveryService(settings, codec, table, ops.metrics)
+            workers[role] = DeliveryWorker(settings, codec, table, ops.metrics)
         elif role == "retry":
-            workers[role] = RetryService(settings, codec, table, ops.metrics)
+            workers[role] = RetryWorker(settings, codec, table, ops.metrics)
         elif role == ADMIN:
             from synctec_webhooks.admin import AdminService
 

@@ -47,11 +47,13 @@ from typing import Self
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from synctec_webhooks.errors import BrokerError
+
 logger = logging.getLogger(__name__)
 
 KAFKA_VERSION = "4.1.1"
 # The project is always installed editable, so the repository sits next to the package.
-DEPLOY_DIR = Path(__file__).resolve().parents[1] / "deploy" / "kafka"
+DEPLOY_DIR = Path(__file__).resolve().parent / "assets"
 INSTALL_HINT = "install Java 17+ and Maven: apt-get install openjdk-17-jdk-headless maven"
 
 _COMPLETE_MARKER = ".complete"
@@ -62,10 +64,6 @@ _TAIL_LINES = 40
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 _WARM_UP_GROUP = "synctec-broker-warm-up"
 _STACK_FRAME = re.compile(r"\s+(at |\.\.\. \d+ more)")
-
-
-class BrokerError(RuntimeError):
-    """The local broker could not be fetched, formatted, started or kept running."""
 
 
 # --- jars -----------------------------------------------------------------------------

@@ -25,8 +25,7 @@ from prometheus_client import (
     disable_created_metrics,
 )
 
-import schemas
-from synctec_webhooks import deadletter
+from synctec_webhooks import deadletters, schemas
 
 DEFAULT_PREFIX = "synctec"
 
@@ -55,14 +54,14 @@ _KIND_OUTCOMES = {
     "refused": "ssrf_refused",  # OutcomeKind.REFUSED: the guard refused every address
 }
 DEAD_LETTER_REASONS = (
-    deadletter.RETRIES_EXHAUSTED,
-    deadletter.INVALID_URL,
-    deadletter.WEBHOOK_NOT_FOUND,
-    deadletter.UNDECODABLE,
-    deadletter.INVALID_EVENT,
-    deadletter.INVALID_SUBSCRIPTION,
-    deadletter.REFUSED,
-    deadletter.WEBHOOK_DISABLED,
+    deadletters.RETRIES_EXHAUSTED,
+    deadletters.INVALID_URL,
+    deadletters.WEBHOOK_NOT_FOUND,
+    deadletters.UNDECODABLE,
+    deadletters.INVALID_EVENT,
+    deadletters.INVALID_SUBSCRIPTION,
+    deadletters.REFUSED,
+    deadletters.WEBHOOK_DISABLED,
 )
 # Codes worth a series from the start, so "no errors" reads as 0 rather than no data.
 COMMON_KAFKA_ERRORS = ("_TRANSPORT", "_ALL_BROKERS_DOWN")

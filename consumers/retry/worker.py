@@ -17,15 +17,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import Message, TopicPartition
+from synctec_webhooks.consumers.consume_loop import ConsumeDispatchWorker
 
-from consumers.worker import ConsumeDispatchWorker
 from synctec_webhooks.kafka import position
 from synctec_webhooks.topics import Topics
 
 logger = logging.getLogger(__name__)
 
 
-class RetryService(ConsumeDispatchWorker):
+class RetryWorker(ConsumeDispatchWorker):
     role = "retry"
     # Retry topics are shared by every webhook: pausing one for a slow webhook would
     # hold the others back, so lanes here are bounded by the worker's memory cap only.

@@ -38,12 +38,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from synctec_webhooks.consumers.delivery.dispatcher import Dispatcher
+from synctec_webhooks.consumers.delivery.lanes import Item, Lane
+from synctec_webhooks.consumers.delivery.sender import Sender
 
-from consumers.delivery.dispatcher import Dispatcher
-from consumers.delivery.lanes import Item, Lane
-from consumers.delivery.sender import Sender
-from synctec_webhooks import deadletter
+from synctec_webhooks import deadletters
 from synctec_webhooks.config import Settings
+from synctec_webhooks.errors import WorkerCrashed
 from synctec_webhooks.kafka import (
     AsyncConsumer,
     AsyncProducer,
@@ -51,9 +52,9 @@ from synctec_webhooks.kafka import (
     data_messages,
     position,
 )
-from synctec_webhooks.kafka_stats import ConsumerStats
-from synctec_webhooks.metrics import Metrics
 from synctec_webhooks.offsets import OffsetTracker
+from synctec_webhooks.ops.kafka_stats import ConsumerStats
+from synctec_webhooks.ops.metrics import Metrics
 from synctec_webhooks.serialization import Codec, SerializationError
 from synctec_webhooks.subscriptions import SubscriptionTable
 from synctec_webhooks.topics import Topics
@@ -61,10 +62,6 @@ from synctec_webhooks.topics import Topics
 logger = logging.getLogger(__name__)
 
 _POISON_LANE = ""  # undecodable records have no webhook; they share one lane
-
-
-class WorkerCrashed(RuntimeError):
-    """A dispatch failed in a way that must not be skipped; restart re-delivers it."""
 
 
 class ConsumeDispatchWorker:
@@ -295,10 +292,10 @@ class ConsumeDispatchWorker:
 
     async def _dispatch(self, item: Item) -> tuple[int | None, float | None]:
         assert self.dispatcher is not None and self.loop is not None
-        source = deadletter.Source(item.topic, item.partition, item.offset)
+        source = deadletters.Source(item.topic, item.partition, item.offset)
         if item.record is None:
             await self.dispatcher.dead_letter(
-                deadletter.UNDECODABLE, item.detail, None, source, self._stop, raw=item.raw
+                deadletters.UNDECODABLE, item.detail, None, source, self._stop, raw=item.raw
             )
             return None, None
         handled = await self.dispatcher.handle(item.record, source, self._stop)

@@ -33,6 +33,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from synctec_webhooks.config import Settings
+from synctec_webhooks.errors import DeliveryFailed
 
 logger = logging.getLogger(__name__)
 
@@ -228,17 +229,12 @@ def delivery_topic_spec(settings: Settings, webhook_id: str) -> TopicSpec:
 # --- producer -------------------------------------------------------------------------
 
 
-class DeliveryFailed(Exception):
-    """The broker did not acknowledge a record; the caller still owns the work."""
-
-    def __init__(self, err: KafkaError) -> None:
-        super().__init__(str(err))
-        self.error = err
-        self.retriable = err.retriable() or err.code() in (
-            KafkaError._MSG_TIMED_OUT,
-            KafkaError._TRANSPORT,
-            KafkaError._ALL_BROKERS_DOWN,
-        )
+def _retriable(err: KafkaError) -> bool:
+    return err.retriable() or err.code() in (
+        KafkaError._MSG_TIMED_OUT,
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+    )
 
 
 class AsyncProducer:
@@ -336,7 +332,7 @@ def _settle(fut: asyncio.Future[Message], err: KafkaError | None, msg: Message) 
     if fut.done():
         return
     if err is not None:
-        fut.set_exception(DeliveryFailed(err))
+        fut.set_exception(DeliveryFailed(err, retriable=_retriable(err)))
     else:
         fut.set_result(msg)
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from confluent_kafka import TopicPartition
 
-from synctec_webhooks.metrics import Metrics
+from synctec_webhooks.ops.metrics import Metrics
 from synctec_webhooks.topics import Topics
 
 logger = logging.getLogger(__name__)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from consumers.worker import ConsumeDispatchWorker
+from synctec_webhooks.consumers.consume_loop import ConsumeDispatchWorker
+
 from synctec_webhooks.topics import Topics
 
 
-class DeliveryService(ConsumeDispatchWorker):
+class DeliveryWorker(ConsumeDispatchWorker):
     role = "deliver"
 
     def group(self) -> str:

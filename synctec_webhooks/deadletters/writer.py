@@ -9,11 +9,10 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-import schemas
-from synctec_webhooks import deadletter
+from synctec_webhooks import deadletters, schemas
 from synctec_webhooks.config import Settings
 from synctec_webhooks.kafka import AsyncProducer, produce_until_acked
-from synctec_webhooks.metrics import Metrics
+from synctec_webhooks.ops.metrics import Metrics
 from synctec_webhooks.serialization import Codec
 from synctec_webhooks.topics import Topics
 
@@ -40,17 +39,17 @@ class DeadLetterWriter:
         self,
         reason: str,
         detail: str,
-        source: deadletter.Source,
+        source: deadletters.Source,
         delivery: dict[str, Any] | None = None,
         raw: bytes | None = None,
         stop: asyncio.Event | None = None,
     ) -> None:
         """Returns once the broker acknowledged the dead letter."""
         now_ms = int(self._clock() * 1000)
-        dl = deadletter.build(reason, detail, source, now_ms, delivery=delivery, raw=raw)
+        dl = deadletters.build(reason, detail, source, now_ms, delivery=delivery, raw=raw)
         value = self._codec.encode(self._topic, schemas.DEAD_LETTER, dl)
         await produce_until_acked(
-            self._producer, self._topic, value, deadletter.key_of(dl), stop=stop
+            self._producer, self._topic, value, deadletters.key_of(dl), stop=stop
         )
         self.by_reason[reason] += 1
         self._metrics.dead_lettered(reason, delivery["event_type"] if delivery else None)

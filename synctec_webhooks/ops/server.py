@@ -29,7 +29,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from synctec_webhooks import kafka
 from synctec_webhooks.config import Settings
-from synctec_webhooks.metrics import Metrics
+from synctec_webhooks.ops.metrics import Metrics
 from synctec_webhooks.subscriptions import SubscriptionTable
 
 logger = logging.getLogger(__name__)

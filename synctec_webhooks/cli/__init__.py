@@ -1,0 +1,1 @@
+"""The console entry point `synctec-webhooks` and the wiring of its roles."""

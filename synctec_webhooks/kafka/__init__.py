@@ -1,0 +1,41 @@
+"""The only package that builds confluent-kafka clients, and the asyncio bridges to them."""
+
+from synctec_webhooks.kafka.clients import (
+    AsyncConsumer,
+    AsyncProducer,
+    DeliveryFailed,
+    TopicAdmin,
+    TopicSpec,
+    TransactionalProducer,
+    add_error_listener,
+    base_config,
+    consumer_config,
+    core_topics,
+    data_messages,
+    delivery_topic_spec,
+    is_benign,
+    position,
+    produce_until_acked,
+    producer_config,
+    stop_following,
+)
+
+__all__ = [
+    "AsyncConsumer",
+    "AsyncProducer",
+    "DeliveryFailed",
+    "TopicAdmin",
+    "TopicSpec",
+    "TransactionalProducer",
+    "add_error_listener",
+    "base_config",
+    "consumer_config",
+    "core_topics",
+    "data_messages",
+    "delivery_topic_spec",
+    "is_benign",
+    "position",
+    "produce_until_acked",
+    "producer_config",
+    "stop_following",
+]

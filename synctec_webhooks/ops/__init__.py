@@ -1,0 +1,1 @@
+"""Operations: /metrics /healthz /readyz, the metrics bundle, Kafka statistics, logs."""
