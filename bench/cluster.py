@@ -23,7 +23,7 @@ from bench.common import Sampler
 from synctec_webhooks import schemas
 from synctec_webhooks.config import Settings
 from synctec_webhooks.kafka import TopicAdmin, core_topics, delivery_topic_spec, producer_config
-from synctec_webhooks.localkafka.broker import _die_with_parent
+from synctec_webhooks.localkafka.node import _die_with_parent
 from synctec_webhooks.matching import Subscription
 from synctec_webhooks.serialization import make_codec
 from synctec_webhooks.signing import generate_secret

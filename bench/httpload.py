@@ -17,10 +17,9 @@ import json
 import sys
 import time
 
-from synctec_webhooks.consumers.delivery.sender import Sender
-
 from bench.common import make_event, stamp
 from synctec_webhooks.config import Settings
+from synctec_webhooks.consumers.delivery.sender import Sender
 from synctec_webhooks.events import render_body, validate_event
 
 

@@ -37,7 +37,7 @@ from bench.scenarios import (
     produce_scan,
     rss_in_flight,
 )
-from synctec_webhooks.localkafka.broker import LocalBroker
+from synctec_webhooks.localkafka import LocalBroker
 
 SCENARIOS = (
     "http",

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from synctec_webhooks.producers.events import EventProducer
 from tqdm import tqdm
 
 from bench.cluster import Helper, ReceiverProcess, bulk_webhooks, kill_pipeline, start_pipeline
 from bench.common import EventSource, Sampler, Usage, percentiles, unstamp
 from synctec_webhooks.config import Settings
+from synctec_webhooks.producers.events import EventProducer
 from synctec_webhooks.topics import Topics
 from tests.integration.harness import Pipeline
 

@@ -38,13 +38,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
-from synctec_webhooks.consumers.delivery.dispatcher import Dispatcher
-from synctec_webhooks.consumers.delivery.lanes import Item, Lane
-from synctec_webhooks.consumers.delivery.sender import Sender
 
 from synctec_webhooks import deadletters
 from synctec_webhooks.config import Settings
-from synctec_webhooks.errors import WorkerCrashed
+from synctec_webhooks.consumers.delivery.dispatcher import Dispatcher
+from synctec_webhooks.consumers.delivery.lanes import Item, Lane
+from synctec_webhooks.consumers.delivery.sender import Sender
+from synctec_webhooks.errors import SerializationError, WorkerCrashed
 from synctec_webhooks.kafka import (
     AsyncConsumer,
     AsyncProducer,
@@ -55,7 +55,7 @@ from synctec_webhooks.kafka import (
 from synctec_webhooks.offsets import OffsetTracker
 from synctec_webhooks.ops.kafka_stats import ConsumerStats
 from synctec_webhooks.ops.metrics import Metrics
-from synctec_webhooks.serialization import Codec, SerializationError
+from synctec_webhooks.serialization import Codec
 from synctec_webhooks.subscriptions import SubscriptionTable
 from synctec_webhooks.topics import Topics
 

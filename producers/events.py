@@ -15,13 +15,13 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, Message
 
 from synctec_webhooks import schemas
 from synctec_webhooks.config import Settings
-from synctec_webhooks.errors import EmitError
-from synctec_webhooks.events import InvalidEvent, partition_key, validate_event
-from synctec_webhooks.kafka import TopicAdmin, core_topics, producer_config
+from synctec_webhooks.errors import EmitError, InvalidEvent
+from synctec_webhooks.events import partition_key, validate_event
+from synctec_webhooks.kafka import TopicAdmin, core_topics, new_producer
 from synctec_webhooks.serialization import Codec, make_codec
 from synctec_webhooks.topics import Topics
 
@@ -34,7 +34,7 @@ class EventProducer:
         self._codec = codec or make_codec(settings.schema_registry_url)
         self._topic = Topics(settings.topic_prefix).events
         TopicAdmin(settings).ensure(core_topics(settings))
-        self._producer = Producer(producer_config(settings, "events-producer"))
+        self._producer = new_producer(settings, "events-producer")
         self._errors: list[str] = []
 
     @classmethod

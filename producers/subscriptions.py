@@ -14,18 +14,19 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, Message
 
 from synctec_webhooks import schemas, webhooks
 from synctec_webhooks.config import Settings
-from synctec_webhooks.kafka import TopicAdmin, core_topics, delivery_topic_spec, producer_config
+from synctec_webhooks.errors import InvalidSubscription
+from synctec_webhooks.kafka import TopicAdmin, core_topics, delivery_topic_spec, new_producer
 from synctec_webhooks.matching import Subscription
 from synctec_webhooks.secrets_crypto import SecretBox, load_box
 from synctec_webhooks.serialization import Codec, make_codec
 from synctec_webhooks.ssrf import Guard
 from synctec_webhooks.subscriptions import SubscriptionTable, to_record
 from synctec_webhooks.topics import Topics
-from synctec_webhooks.webhooks import InvalidSubscription, new_webhook_id, parse_event_types
+from synctec_webhooks.webhooks import new_webhook_id, parse_event_types
 
 __all__ = ["InvalidSubscription", "SubscriptionWriter", "new_webhook_id", "parse_event_types"]
 
@@ -37,7 +38,7 @@ class SubscriptionWriter:
         self._topics = Topics(settings.topic_prefix)
         self._admin = TopicAdmin(settings)
         self._admin.ensure(core_topics(settings))
-        self._producer = Producer(producer_config(settings, "subscriptions-writer"))
+        self._producer = new_producer(settings, "subscriptions-writer")
         self.guard = Guard.from_cidrs(settings.allow_private_networks)
         self._box: SecretBox | None = None
 

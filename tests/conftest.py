@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from synctec_webhooks.localkafka.broker import KAFKA_VERSION, LocalBroker
+from synctec_webhooks.localkafka import KAFKA_VERSION, LocalBroker
 
 logger = logging.getLogger(__name__)
 

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from synctec_webhooks import attempts, deadletters, schemas
+from synctec_webhooks.config import Settings
 from synctec_webhooks.consumers.delivery.handler import (
     DeadLetter,
     Decision,
@@ -27,9 +29,6 @@ from synctec_webhooks.consumers.delivery.handler import (
 )
 from synctec_webhooks.consumers.delivery.outcome import Outcome
 from synctec_webhooks.consumers.delivery.sender import Sender
-
-from synctec_webhooks import attempts, deadletters, schemas
-from synctec_webhooks.config import Settings
 from synctec_webhooks.deadletters.writer import DeadLetterWriter
 from synctec_webhooks.kafka import AsyncProducer, produce_until_acked
 from synctec_webhooks.matching import Subscription

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from synctec_webhooks.consumers.delivery.outcome import Outcome, OutcomeKind
-
 from synctec_webhooks import deadletters
+from synctec_webhooks.consumers.delivery.outcome import Outcome, OutcomeKind
 from synctec_webhooks.retry_policy import GiveUp, RetryPolicy
 
 GONE = 410

@@ -23,8 +23,8 @@ from enum import StrEnum
 
 import aiohttp
 
+from synctec_webhooks.errors import AddressRefused
 from synctec_webhooks.retry_policy import parse_retry_after
-from synctec_webhooks.ssrf import AddressRefused
 
 logger = logging.getLogger(__name__)
 

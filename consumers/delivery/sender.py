@@ -15,15 +15,15 @@ from __future__ import annotations
 import time
 
 import aiohttp
+from yarl import URL
+
+from synctec_webhooks.config import Settings
 from synctec_webhooks.consumers.delivery.outcome import (
     Outcome,
     from_exception,
     from_response,
     refused_outcome,
 )
-from yarl import URL
-
-from synctec_webhooks.config import Settings
 from synctec_webhooks.ssrf import Guard, GuardedResolver, ip_literal
 
 _REFUSALS_CACHE = 100_000  # URLs whose IP-literal check a worker remembers

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from synctec_webhooks.consumers.consume_loop import ConsumeDispatchWorker
-
 from synctec_webhooks.topics import Topics
 
 

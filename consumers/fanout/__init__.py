@@ -1,0 +1,1 @@
+"""The fan-out worker: events matched to webhooks, delivery records in transactions."""

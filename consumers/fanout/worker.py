@@ -26,10 +26,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
-from synctec_webhooks.consumers.fanout.encoding import encode_deliveries
 
 from synctec_webhooks import deadletters, schemas
 from synctec_webhooks.config import Settings
+from synctec_webhooks.consumers.fanout.encoding import encode_deliveries
+from synctec_webhooks.errors import SerializationError, SyncTecError
 from synctec_webhooks.kafka import (
     AsyncConsumer,
     TopicAdmin,
@@ -42,7 +43,7 @@ from synctec_webhooks.kafka import (
 )
 from synctec_webhooks.ops.kafka_stats import ConsumerStats
 from synctec_webhooks.ops.metrics import Metrics
-from synctec_webhooks.serialization import Codec, SerializationError
+from synctec_webhooks.serialization import Codec
 from synctec_webhooks.subscriptions import SubscriptionTable
 from synctec_webhooks.topics import Topics
 
@@ -58,11 +59,11 @@ class Outgoing:
     value: bytes
 
 
-class TransactionAborted(Exception):
+class TransactionAborted(SyncTecError):
     """The batch's transaction was aborted; its events are consumed again."""
 
 
-class TransactionWedged(Exception):
+class TransactionWedged(SyncTecError):
     """A transactional call blocks past every timeout; the producer must be replaced."""
 
 

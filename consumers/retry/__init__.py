@@ -1,0 +1,1 @@
+"""The retry worker: each tier's records held until due, then delivered again."""

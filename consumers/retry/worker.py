@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import Message, TopicPartition
-from synctec_webhooks.consumers.consume_loop import ConsumeDispatchWorker
 
+from synctec_webhooks.consumers.consume_loop import ConsumeDispatchWorker
 from synctec_webhooks.kafka import position
 from synctec_webhooks.topics import Topics
 

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Creates the pipeline's topics on the compose cluster, once, before the workers start.
-# Settings as in synctec_webhooks/kafka.py core_topics() (a test keeps them in step),
+# Settings as in synctec_webhooks/kafka/ core_topics() (a test keeps them in step),
 # replicated on all three brokers with min.insync.replicas=2 (the brokers' default).
 # Delivery topics, one per webhook, are created by the fan-out on demand.
 set -euo pipefail

@@ -15,14 +15,16 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from synctec_webhooks.webhooks import InvalidSubscription
+from synctec_webhooks.errors import InvalidSubscription, SyncTecError
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class ApiError(Exception):
+class ApiError(SyncTecError):
+    """A refusal of the admin API: its HTTP status and the JSON error body."""
+
     def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.status = status

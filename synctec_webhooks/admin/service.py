@@ -1,6 +1,6 @@
-"""The admin service: the JSON API, the settings page, and endpoint health.
+"""The admin service: what the API does, behind the HTTP layer (admin/api.py).
 
-One process role (`synctec-webhooks admin`, also part of `run`). It keeps its own view
+Served by `AdminServer` (admin/server.py), the `admin` process role. It keeps its own view
 of the subscriptions (the shared `SubscriptionTable`) and of recent attempts
 (`AttemptLog`), writes subscriptions through the same `SubscriptionWriter` as the CLI,
 and disables webhooks that `HealthTracker` judges unhealthy. Every write waits for the
@@ -15,15 +15,14 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from aiohttp import web
-
 from synctec_webhooks import schemas, webhooks
 from synctec_webhooks.admin.errors import ApiError, not_found
 from synctec_webhooks.admin.sample_events import build_test_delivery, default_type
 from synctec_webhooks.attempts.endpoint_health import HealthTracker
 from synctec_webhooks.attempts.log import AttemptLog
-from synctec_webhooks.config import ConfigError, Settings
+from synctec_webhooks.config import Settings
 from synctec_webhooks.deadletters.replay import DeadLetters
+from synctec_webhooks.errors import ConfigError
 from synctec_webhooks.kafka import AsyncProducer, produce_until_acked
 from synctec_webhooks.matching import Subscription
 from synctec_webhooks.producers.subscriptions import SubscriptionWriter
@@ -48,8 +47,6 @@ def check_token(token: str | None) -> str:
 
 
 class AdminService:
-    role = "admin"
-
     def __init__(self, settings: Settings, codec: Codec, table: SubscriptionTable) -> None:
         self.settings = settings
         self.token = check_token(settings.admin_token)
@@ -58,50 +55,29 @@ class AdminService:
         self.topics = Topics(settings.topic_prefix)
         self.health = HealthTracker(settings.disable_after_failures)
         self.attempts = AttemptLog(settings, codec, self._on_attempt)
-        self.url: str | None = None  # http://host:port once listening
         self._writer: SubscriptionWriter | None = None
         self._dead_letters: DeadLetters | None = None
         self._producer: AsyncProducer | None = None
         self._lock = asyncio.Lock()  # one read-modify-write of a subscription at a time
 
-    # --- lifecycle ----------------------------------------------------------------
+    # --- lifecycle (driven by admin/server.py) ----------------------------------------
 
-    async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
-        from synctec_webhooks.admin.api import build_app
-
+    async def start(self) -> None:
+        """Open the writers and replay the attempts topic; the API may serve after this."""
         self._writer = await asyncio.to_thread(SubscriptionWriter, self.settings, self.codec)
         self._writer.box  # noqa: B018 - make or load the key now, not on the first request
         self._dead_letters = await asyncio.to_thread(DeadLetters, self.settings, self.codec)
         self._producer = AsyncProducer(self.settings, "admin")
-        runner = web.AppRunner(build_app(self), access_log=None, handle_signals=False)
-        try:
-            await self.attempts.start()
-            await runner.setup()
-            site = web.TCPSite(runner, self.settings.admin_host, self.settings.admin_port)
-            await site.start()
-            server = site._server
-            assert server is not None
-            host, port = server.sockets[0].getsockname()[:2]  # type: ignore[attr-defined]
-            shown = f"[{host}]" if ":" in host else host
-            self.url = f"http://{shown}:{port}"
-            logger.info("admin consuming %s; API on %s/api/v1", self.attempts.topic, self.url)
-            if ready is not None:
-                ready.set()
-            await stop.wait()
-        finally:
-            await runner.cleanup()
-            await self.attempts.stop()
-            self._producer.close()
+        await self.attempts.start()
 
-    def readiness(self) -> tuple[bool, str]:
-        """For /readyz: ready once the attempts are replayed and the API listens."""
-        if self.url is None:
-            return False, "starting: replaying the attempts topic, API not listening yet"
-        return True, f"API on {self.url}/api/v1"
+    async def close(self) -> None:
+        await self.attempts.stop()
+        if self._producer is not None:
+            self._producer.close()
 
     @property
     def writer(self) -> SubscriptionWriter:
-        assert self._writer is not None, "AdminService.run() first"
+        assert self._writer is not None, "AdminService.start() first"
         return self._writer
 
     # --- webhooks -------------------------------------------------------------------

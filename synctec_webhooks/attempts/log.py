@@ -1,30 +1,24 @@
 """The attempts topic, followed: recent attempts per webhook, and each one to a callback.
 
-Read from its beginning without a consumer group (like the subscription table), so
-every admin replica sees every attempt; each webhook keeps its newest
+Followed from its beginning without a consumer group (`kafka.TopicFollower`, like the
+subscription table), so every admin replica sees every attempt; each webhook keeps its newest
 `SYNCTEC_ATTEMPTS_PER_WEBHOOK` in memory, older ones are dropped. The topic itself is
 bounded by its retention (a week).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+from confluent_kafka import Message
 
 from synctec_webhooks.config import Settings
-from synctec_webhooks.kafka import (
-    AsyncConsumer,
-    TopicAdmin,
-    base_config,
-    data_messages,
-    stop_following,
-)
-from synctec_webhooks.serialization import Codec, SerializationError
+from synctec_webhooks.errors import SerializationError
+from synctec_webhooks.kafka import TopicFollower
+from synctec_webhooks.serialization import Codec
 from synctec_webhooks.topics import Topics
 
 logger = logging.getLogger(__name__)
@@ -39,50 +33,16 @@ class AttemptLog:
         self._on_attempt = on_attempt
         self.topic = Topics(settings.topic_prefix).attempts
         self._recent: dict[str, deque[dict[str, Any]]] = {}
-        self._consumer: AsyncConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._follower = TopicFollower(
+            settings, self.topic, "admin-attempts", self._on_batch, wait=0.2
+        )
 
     async def start(self) -> None:
         """Read the topic to its current end, then follow it in the background."""
-        count = await asyncio.to_thread(TopicAdmin(self._settings).partitions, self.topic)
-        conf = base_config(self._settings, "admin-attempts")
-        conf.update(
-            {
-                "group.id": f"{self._settings.topic_prefix}.unused-attempts-reader",
-                "enable.auto.commit": False,
-                "fetch.wait.max.ms": 100,
-            }
-        )
-        self._consumer = AsyncConsumer(conf)
-        partitions = [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in range(count)]
-        self._consumer.consumer.assign(partitions)
-        ends = await asyncio.to_thread(self._high_watermarks, partitions)
-        while ends:
-            await self._poll()
-            done = await self._consumer.call(self._consumer.consumer.position, partitions)
-            for tp in done:
-                if tp.partition in ends and tp.offset >= ends[tp.partition]:
-                    del ends[tp.partition]
-        self._task = asyncio.create_task(self._follow(), name="attempts-follow")
+        await self._follower.start()
 
-    def _high_watermarks(self, partitions: list[TopicPartition]) -> dict[int, int]:
-        assert self._consumer is not None
-        ends = {}
-        for tp in partitions:
-            _, high = self._consumer.consumer.get_watermark_offsets(
-                TopicPartition(tp.topic, tp.partition), timeout=10, cached=False
-            )
-            if high > 0:
-                ends[tp.partition] = high
-        return ends
-
-    async def _follow(self) -> None:
-        while True:
-            await self._poll()
-
-    async def _poll(self) -> None:
-        assert self._consumer is not None
-        for msg in data_messages(await self._consumer.consume(500, 0.2), self.topic):
+    async def _on_batch(self, msgs: list[Message]) -> None:
+        for msg in msgs:
             try:
                 _, record = self._codec.decode(self.topic, msg.value() or b"")
             except SerializationError as exc:
@@ -115,4 +75,4 @@ class AttemptLog:
         self._recent.pop(webhook_id, None)
 
     async def stop(self) -> None:
-        await stop_following(self._task, self._consumer)
+        await self._follower.stop()

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from synctec_webhooks.config import ConfigError, Settings
+from synctec_webhooks.config import Settings
+from synctec_webhooks.errors import ConfigError
 
 
 def _settings() -> Settings:
@@ -82,7 +83,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
-    from synctec_webhooks.localkafka.broker import main_broker
+    from synctec_webhooks.localkafka import main_broker
 
     return main_broker(
         json_output=args.json,
@@ -96,7 +97,8 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
 
 def cmd_emit(args: argparse.Namespace) -> int:
-    from synctec_webhooks.events import InvalidEvent, parse_events_json
+    from synctec_webhooks.errors import InvalidEvent
+    from synctec_webhooks.events import parse_events_json
     from synctec_webhooks.producers.events import EventProducer
 
     text = sys.stdin.read() if args.event in (None, "-") else args.event

@@ -20,11 +20,12 @@ import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any, Protocol
 
-from synctec_webhooks.config import ConfigError, Settings
+from synctec_webhooks.config import Settings
 from synctec_webhooks.consumers.delivery.worker import DeliveryWorker
 from synctec_webhooks.consumers.fanout.worker import FanoutWorker
 from synctec_webhooks.consumers.retry.worker import RetryWorker
 from synctec_webhooks.deadletters.writer import DeadLetterWriter
+from synctec_webhooks.errors import ConfigError
 from synctec_webhooks.kafka import AsyncProducer
 from synctec_webhooks.ops import logs
 from synctec_webhooks.ops.server import OpsServer, subscriptions_check
@@ -37,7 +38,9 @@ ROLES = ("fanout", "deliver", "retry")
 ADMIN = "admin"  # the admin service (synctec_webhooks/admin), a role of its own
 
 
-class Worker(Protocol):
+class Role(Protocol):
+    """A process role: a consumer worker (fanout, deliver, retry) or the admin server."""
+
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None: ...
 
 
@@ -91,7 +94,7 @@ async def run_workers(
     settings: Settings,
     roles: Iterable[str],
     stop: asyncio.Event,
-    on_ready: Callable[[Mapping[str, Worker]], None] | None = None,
+    on_ready: Callable[[Mapping[str, Role]], None] | None = None,
     ops: OpsServer | None = None,
 ) -> None:
     """Run the given roles until `stop` is set; a worker that fails stops the others.
@@ -110,7 +113,7 @@ async def _run_workers(
     settings: Settings,
     roles: list[str],
     stop: asyncio.Event,
-    on_ready: Callable[[Mapping[str, Worker]], None] | None,
+    on_ready: Callable[[Mapping[str, Role]], None] | None,
     ops: OpsServer,
 ) -> None:
     codec = make_codec(settings.schema_registry_url)
@@ -125,7 +128,7 @@ async def _run_workers(
     )
     ops.on_scrape(lambda: _count_subscriptions(ops, table))
     ops.follow(stop)
-    workers: dict[str, Worker] = {}
+    workers: dict[str, Role] = {}
     for role in roles:
         if role == "fanout":
             workers[role] = FanoutWorker(settings, codec, table, ops.metrics)
@@ -135,9 +138,9 @@ async def _run_workers(
         elif role == "retry":
             workers[role] = RetryWorker(settings, codec, table, ops.metrics)
         elif role == ADMIN:
-            from synctec_webhooks.admin import AdminService
+            from synctec_webhooks.admin import AdminServer
 
-            admin = workers[role] = AdminService(settings, codec, table)
+            admin = workers[role] = AdminServer(settings, codec, table)
             # Ready: the API listens (after replaying the attempts) on a caught-up table.
             ops.add_check(role, admin.readiness)
             ops.add_check("subscriptions", subscriptions_check(table))

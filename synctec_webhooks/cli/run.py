@@ -10,19 +10,20 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
-from synctec_webhooks.admin import AdminService, check_token
+from synctec_webhooks.admin import AdminServer, check_token
 from synctec_webhooks.cli.process import (
     ADMIN,
     ROLES,
-    Worker,
+    Role,
     install_stop_handlers,
     leave_stuck_threads,
     run_loop,
     run_workers,
     setup_logging,
 )
-from synctec_webhooks.config import ConfigError, Settings
-from synctec_webhooks.localkafka.broker import BrokerError, LocalBroker
+from synctec_webhooks.config import Settings
+from synctec_webhooks.errors import ConfigError
+from synctec_webhooks.localkafka import BrokerError, LocalBroker
 from synctec_webhooks.ops.server import OpsServer
 from synctec_webhooks.secrets_crypto import load_box
 
@@ -99,12 +100,12 @@ def run_all(json_output: bool, data_dir: Path | None) -> int:
         print(f"configuration error: {exc}", flush=True)
         return 2
 
-    async def announce(ops: OpsServer, workers: Mapping[str, Worker]) -> None:
+    async def announce(ops: OpsServer, workers: Mapping[str, Role]) -> None:
         # Every worker is consuming; wait for /readyz to agree (joined groups, the first
         # librdkafka statistics) so what we print is true when it is read.
         await wait_ready(ops)
         admin = workers[ADMIN]
-        assert isinstance(admin, AdminService) and admin.url is not None
+        assert isinstance(admin, AdminServer) and admin.url is not None
         if json_output:
             line = {
                 "bootstrap_servers": settings.bootstrap_servers,
@@ -124,7 +125,7 @@ def run_all(json_output: bool, data_dir: Path | None) -> int:
         tasks: set[asyncio.Task[None]] = set()
         async with OpsServer(settings, [*ROLES, ADMIN]) as ops:
 
-            def on_ready(workers: Mapping[str, Worker]) -> None:
+            def on_ready(workers: Mapping[str, Role]) -> None:
                 tasks.add(asyncio.get_running_loop().create_task(announce(ops, workers)))
 
             await run_workers(settings, (*ROLES, ADMIN), stop, on_ready, ops=ops)

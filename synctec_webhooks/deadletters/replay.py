@@ -12,30 +12,23 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    Consumer,
-    KafkaError,
-    Message,
-    Producer,
-    TopicPartition,
-)
+from confluent_kafka import KafkaError, Message
 
 from synctec_webhooks import schemas
 from synctec_webhooks.config import Settings
+from synctec_webhooks.errors import SerializationError
 from synctec_webhooks.kafka import (
     TopicAdmin,
-    base_config,
     core_topics,
     delivery_topic_spec,
-    position,
-    producer_config,
+    new_producer,
+    read_to_end,
 )
-from synctec_webhooks.serialization import Codec, SerializationError
+from synctec_webhooks.serialization import Codec
 from synctec_webhooks.topics import Topics
 
 
@@ -63,48 +56,6 @@ class DeadLetterView:
         }
 
 
-def _read_to_end(settings: Settings, topic: str) -> Iterator[Message]:
-    """Every record of `topic` up to its current end, without a consumer group."""
-    admin = TopicAdmin(settings)
-    count = admin.partitions(topic)
-    conf = base_config(settings, "deadletters-reader")
-    conf.update(
-        {
-            "group.id": f"{settings.topic_prefix}.unused",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-        }
-    )
-    consumer = Consumer(conf)
-    try:
-        ends = {}
-        for p in range(count):
-            _, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, p), timeout=10, cached=False
-            )
-            if high > 0:
-                ends[p] = high
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
-        while ends:
-            # Short waits: consume() holds out for a full batch until its timeout, and the
-            # position check below is what ends the read.
-            for msg in consumer.consume(500, 0.1):
-                err = msg.error()
-                if err is not None:
-                    if err.code() != KafkaError._PARTITION_EOF:
-                        raise RuntimeError(f"reading {topic}: {err}")
-                    continue
-                yield msg
-                _, partition, offset = position(msg)
-                if offset + 1 >= ends.get(partition, 0):
-                    ends.pop(partition, None)
-            for tp in consumer.position([TopicPartition(topic, p) for p in list(ends)]):
-                if tp.offset >= ends[tp.partition]:
-                    ends.pop(tp.partition)
-    finally:
-        consumer.close()
-
-
 class DeadLetters:
     def __init__(self, settings: Settings, codec: Codec) -> None:
         self._settings = settings
@@ -122,12 +73,15 @@ class DeadLetters:
         ids: Collection[str] | None = None,
     ) -> list[DeadLetterView]:
         replayed: dict[str, int] = {}
-        for msg in _read_to_end(self._settings, self._markers):
+        for msg in read_to_end(self._settings, self._markers, "deadletters-reader", self._admin):
             key, value = msg.key(), msg.value()
             if key and value:
                 replayed[key.decode()] = json.loads(value)["replayed_at"]
         found: dict[str, DeadLetterView] = {}
-        for msg in _read_to_end(self._settings, self._topics.deadletters):
+        dead_letters = read_to_end(
+            self._settings, self._topics.deadletters, "deadletters-reader", self._admin
+        )
+        for msg in dead_letters:
             try:
                 _, rec = self._codec.decode(self._topics.deadletters, msg.value() or b"")
             except SerializationError:
@@ -155,7 +109,7 @@ class DeadLetters:
         views = [
             v for v in self.list(webhook_id, event_id, event_type, ids) if v.replayed_at is None
         ]
-        producer = Producer(producer_config(self._settings, "deadletters-replay"))
+        producer = new_producer(self._settings, "deadletters-replay")
         errors: list[KafkaError] = []
 
         def on_delivery(err: KafkaError | None, _msg: Message) -> None:

@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from synctec_webhooks.localkafka.broker import LocalBroker
+from synctec_webhooks.localkafka import LocalBroker
 from tests.faults.oracle import HEADER, Report
 from tests.faults.scenarios import LONG, SCENARIOS, SHORT
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from confluent_kafka import Producer
 
-from synctec_webhooks.localkafka.broker import LocalBroker, LocalCluster
+from synctec_webhooks.localkafka import LocalBroker, LocalCluster
 from synctec_webhooks.topics import Topics
 from tests.faults.oracle import Oracle, Report
 from tests.integration.harness import (

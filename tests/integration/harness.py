@@ -25,11 +25,11 @@ from typing import Any
 
 from aiohttp import web
 from cryptography.fernet import Fernet
-from synctec_webhooks.producers.events import EventProducer
-from synctec_webhooks.producers.subscriptions import SubscriptionWriter
 
 from synctec_webhooks.config import Settings
 from synctec_webhooks.matching import Subscription
+from synctec_webhooks.producers.events import EventProducer
+from synctec_webhooks.producers.subscriptions import SubscriptionWriter
 
 # --- receiver ---------------------------------------------------------------------
 

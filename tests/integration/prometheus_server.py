@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from synctec_webhooks.localkafka.broker import free_port
+from synctec_webhooks.localkafka import free_port
 from tests.integration.harness import wait_until
 from tools import dashboard as dash
 

@@ -17,7 +17,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from synctec_webhooks.localkafka.broker import BrokerError, LocalBroker
+from synctec_webhooks.localkafka import BrokerError, LocalBroker
 
 pytestmark = pytest.mark.broker
 

@@ -21,7 +21,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
-from synctec_webhooks.localkafka.broker import LocalCluster
+from synctec_webhooks.localkafka import LocalCluster
 
 pytestmark = pytest.mark.broker
 

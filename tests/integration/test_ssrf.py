@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
-from synctec_webhooks.producers.subscriptions import SubscriptionWriter
 
 from synctec_webhooks.deadletters.replay import DeadLetters
+from synctec_webhooks.producers.subscriptions import SubscriptionWriter
 from synctec_webhooks.serialization import make_codec
 from tests.integration.harness import LOOPBACK, Pipeline, Receiver, product_synced, wait_until
 

@@ -14,6 +14,7 @@ from openapi_spec_validator import validate
 from synctec_webhooks.admin.api import API, build_app
 from synctec_webhooks.admin.auth import token_matches
 from synctec_webhooks.admin.openapi import build_spec
+from synctec_webhooks.admin.server import AdminServer
 from synctec_webhooks.admin.service import AdminService
 from synctec_webhooks.config import ConfigError, Settings
 from synctec_webhooks.serialization import make_codec
@@ -138,8 +139,10 @@ def test_the_admin_refuses_to_start_without_a_proper_token(token: str | None) ->
 
 
 def test_not_ready_until_the_api_listens() -> None:
-    service = _service()
-    ok, detail = service.readiness()
+    settings = Settings(admin_token="t" * 32)
+    codec = make_codec(None)
+    server = AdminServer(settings, codec, SubscriptionTable(settings, codec))
+    ok, detail = server.readiness()
     assert not ok and "attempts" in detail
-    service.url = "http://127.0.0.1:8080"
-    assert service.readiness() == (True, "API on http://127.0.0.1:8080/api/v1")
+    server.url = "http://127.0.0.1:8080"
+    assert server.readiness() == (True, "API on http://127.0.0.1:8080/api/v1")

@@ -10,7 +10,11 @@ from typing import Any
 
 import pytest
 
-from synctec_webhooks.localkafka import broker
+from synctec_webhooks.errors import BrokerError
+from synctec_webhooks.localkafka import command, config, files, jars, tools
+from synctec_webhooks.localkafka.cluster import LocalCluster
+from synctec_webhooks.localkafka.config import Replication
+from synctec_webhooks.localkafka.node import LocalBroker
 
 
 def _properties(text: str) -> dict[str, str]:
@@ -19,7 +23,7 @@ def _properties(text: str) -> dict[str, str]:
 
 
 def test_rendered_properties_describe_one_node_on_loopback(tmp_path: Path) -> None:
-    props = _properties(broker.render_properties(19092, 19093, tmp_path / "logs"))
+    props = _properties(config.render_properties(19092, 19093, tmp_path / "logs"))
 
     assert props["process.roles"] == "broker,controller"
     assert props["node.id"] == "1"
@@ -43,13 +47,21 @@ def test_rendered_properties_describe_one_node_on_loopback(tmp_path: Path) -> No
     ],
 )
 def test_rendered_properties_suit_a_single_node(key: str, value: str, tmp_path: Path) -> None:
-    assert _properties(broker.render_properties(1, 2, tmp_path))[key] == value
+    assert _properties(config.render_properties(1, 2, tmp_path))[key] == value
+
+
+def test_assets_ship_inside_the_package() -> None:
+    package = Path(config.__file__).resolve().parent
+
+    for path in (files.POM_FILE, files.PROPERTIES_TEMPLATE, files.LOG4J2_FILE):
+        assert path.is_file(), path
+        assert path.parent == package / "assets"
 
 
 def test_jar_dir_honours_synctec_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("SYNCTEC_CACHE_DIR", str(tmp_path))
 
-    assert broker.jar_dir() == tmp_path / f"kafka-{broker.KAFKA_VERSION}" / "libs"
+    assert jars.jar_dir() == tmp_path / f"kafka-{jars.KAFKA_VERSION}" / "libs"
 
 
 @pytest.mark.parametrize("value", [None, ""])
@@ -62,12 +74,12 @@ def test_jar_dir_defaults_to_the_user_cache(
     else:
         monkeypatch.setenv("SYNCTEC_CACHE_DIR", value)
 
-    expected = tmp_path / ".cache" / "synctec-webhooks" / f"kafka-{broker.KAFKA_VERSION}" / "libs"
-    assert broker.jar_dir() == expected
+    expected = tmp_path / ".cache" / "synctec-webhooks" / f"kafka-{jars.KAFKA_VERSION}" / "libs"
+    assert jars.jar_dir() == expected
 
 
 def test_cluster_ids_look_like_kafka_uuids() -> None:
-    ids = {broker.new_cluster_id() for _ in range(200)}
+    ids = {config.new_cluster_id() for _ in range(200)}
 
     assert len(ids) == 200
     for cluster_id in ids:
@@ -94,7 +106,7 @@ def test_choose_ports(
     expected_broker: int | None,
     expected_controller: int | None,
 ) -> None:
-    broker_port, controller_port = broker.choose_ports(stored, requested, free.__contains__)
+    broker_port, controller_port = config.choose_ports(stored, requested, free.__contains__)
 
     assert broker_port != controller_port
     if expected_broker is not None:
@@ -108,20 +120,20 @@ def test_choose_ports(
 
 
 def test_free_port_is_bindable() -> None:
-    port = broker.free_port()
+    port = config.free_port()
 
-    assert broker.port_is_free(port)
+    assert config.port_is_free(port)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))
         sock.listen()
-        assert not broker.port_is_free(port)
+        assert not config.port_is_free(port)
 
 
 def test_fetch_jars_renames_a_complete_download_into_place(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("SYNCTEC_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(broker.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(tools.shutil, "which", lambda name: f"/usr/bin/{name}")
     calls: list[list[str]] = []
 
     def fake_maven(command: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
@@ -130,15 +142,15 @@ def test_fetch_jars_renames_a_complete_download_into_place(
         (out_dir / "kafka_2.13.jar").touch()
         return subprocess.CompletedProcess(command, 0, "", "")
 
-    monkeypatch.setattr(broker.subprocess, "run", fake_maven)
+    monkeypatch.setattr(jars.subprocess, "run", fake_maven)
 
-    first = broker.fetch_jars()
-    second = broker.fetch_jars()
+    first = jars.fetch_jars()
+    second = jars.fetch_jars()
 
-    assert first == second == broker.jar_dir()
+    assert first == second == jars.jar_dir()
     assert (first / "kafka_2.13.jar").is_file()
     assert len(calls) == 1, "a cached download is not fetched again"
-    assert f"-Dkafka.version={broker.KAFKA_VERSION}" in calls[0]
+    assert f"-Dkafka.version={jars.KAFKA_VERSION}" in calls[0]
     assert [p.name for p in first.parent.iterdir()] == ["libs"], "no staging dir left"
 
 
@@ -146,45 +158,43 @@ def test_fetch_jars_reports_maven_output_and_leaves_nothing(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("SYNCTEC_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(broker.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(tools.shutil, "which", lambda name: f"/usr/bin/{name}")
     failed = subprocess.CompletedProcess([], 1, "[ERROR] Could not resolve kafka_2.13\n", "")
-    monkeypatch.setattr(broker.subprocess, "run", lambda command, **_: failed)
+    monkeypatch.setattr(jars.subprocess, "run", lambda command, **_: failed)
 
-    with pytest.raises(broker.BrokerError, match=r"Could not resolve kafka_2\.13"):
-        broker.fetch_jars()
+    with pytest.raises(BrokerError, match=r"Could not resolve kafka_2\.13"):
+        jars.fetch_jars()
 
-    assert list(broker.jar_dir().parent.iterdir()) == []
+    assert list(jars.jar_dir().parent.iterdir()) == []
 
 
 def test_fetch_jars_without_maven_says_what_to_install(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("SYNCTEC_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(broker.shutil, "which", lambda name: None)
+    monkeypatch.setattr(tools.shutil, "which", lambda name: None)
 
-    with pytest.raises(broker.BrokerError, match="apt-get install openjdk-17-jdk-headless maven"):
-        broker.fetch_jars()
+    with pytest.raises(BrokerError, match="apt-get install openjdk-17-jdk-headless maven"):
+        jars.fetch_jars()
 
 
 def test_broker_command_fetch_only_prints_the_jar_dir(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(broker, "fetch_jars", lambda: tmp_path)
+    monkeypatch.setattr(command, "fetch_jars", lambda: tmp_path)
 
-    assert broker.main_broker(json_output=False, data_dir=None, fetch_only=True) == 0
+    assert command.main_broker(json_output=False, data_dir=None, fetch_only=True) == 0
 
     assert str(tmp_path) in capsys.readouterr().out
 
 
 def test_broker_command_reports_errors_on_stderr(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    def missing_maven() -> Path:
-        raise broker.BrokerError(f"`mvn` not found on PATH; {broker.INSTALL_HINT}")
+    monkeypatch.setenv("SYNCTEC_CACHE_DIR", str(tmp_path))  # no jars fetched there
+    monkeypatch.setattr(tools.shutil, "which", lambda name: None)  # and no Maven
 
-    monkeypatch.setattr(broker, "fetch_jars", missing_maven)
-
-    assert broker.main_broker(json_output=True, data_dir=None, fetch_only=False) == 1
+    assert command.main_broker(json_output=True, data_dir=None, fetch_only=False) == 1
 
     captured = capsys.readouterr()
     assert captured.out == ""
@@ -201,7 +211,7 @@ def test_log_tail_leaves_out_java_stack_frames(tmp_path: Path) -> None:
         "Caused by: java.net.BindException: Address already in use\n"
     )
 
-    tail = broker.LocalBroker(log_file=log).log_tail().splitlines()
+    tail = LocalBroker(log_file=log).log_tail().splitlines()
 
     assert tail == [
         "[2026-01-01 00:00:00,000] ERROR Exiting Kafka (kafka.Kafka$)",
@@ -214,10 +224,10 @@ def test_log_tail_leaves_out_java_stack_frames(tmp_path: Path) -> None:
 
 
 def test_rendered_properties_for_a_cluster_node(tmp_path: Path) -> None:
-    voters = broker.quorum_voters([19093, 19193, 19293])
-    replication = broker.Replication.for_cluster(3)
+    voters = config.quorum_voters([19093, 19193, 19293])
+    replication = Replication.for_cluster(3)
 
-    text = broker.render_properties(
+    text = config.render_properties(
         19192, 19193, tmp_path, node_id=2, voters=voters, replication=replication
     )
     props = _properties(text)
@@ -248,13 +258,13 @@ def test_rendered_properties_for_a_cluster_node(tmp_path: Path) -> None:
 def test_cluster_replication_tolerates_one_node_down(
     size: int, factor: int, min_insync: int
 ) -> None:
-    assert broker.Replication.for_cluster(size) == broker.Replication(factor, min_insync)
+    assert Replication.for_cluster(size) == Replication(factor, min_insync)
 
 
 @pytest.mark.parametrize(("factor", "min_insync"), [(1, 2), (3, 0), (0, 0)])
 def test_replication_refuses_impossible_settings(factor: int, min_insync: int) -> None:
     with pytest.raises(ValueError, match="min_insync"):
-        broker.Replication(factor, min_insync)
+        Replication(factor, min_insync)
 
 
 @pytest.mark.parametrize(
@@ -275,7 +285,7 @@ def test_choose_cluster_ports(
     free: set[int],
     expected: list[tuple[int | None, int | None]],
 ) -> None:
-    chosen = broker.choose_cluster_ports(stored, free.__contains__)
+    chosen = config.choose_cluster_ports(stored, free.__contains__)
 
     every_port = [port for pair in chosen for port in pair]
     assert len(set(every_port)) == len(every_port), "no port given twice"
@@ -291,24 +301,24 @@ def test_choose_cluster_ports(
 def test_cluster_refuses_a_data_dir_of_another_size(tmp_path: Path) -> None:
     (tmp_path / "cluster.json").write_text('{"cluster_id": "x", "size": 3}\n')
 
-    with pytest.raises(broker.BrokerError, match="cluster of 3 nodes, not 5"):
-        broker.LocalCluster(size=5, data_dir=tmp_path)._cluster_id(tmp_path)
+    with pytest.raises(BrokerError, match="cluster of 3 nodes, not 5"):
+        LocalCluster(size=5, data_dir=tmp_path)._cluster_id(tmp_path)
 
 
 def test_cluster_id_is_kept_in_the_data_dir(tmp_path: Path) -> None:
-    first = broker.LocalCluster(data_dir=tmp_path)._cluster_id(tmp_path)
+    first = LocalCluster(data_dir=tmp_path)._cluster_id(tmp_path)
 
-    assert broker.LocalCluster(data_dir=tmp_path)._cluster_id(tmp_path) == first
+    assert LocalCluster(data_dir=tmp_path)._cluster_id(tmp_path) == first
 
 
 def test_an_unstarted_cluster_says_so() -> None:
-    cluster = broker.LocalCluster()
+    cluster = LocalCluster()
 
-    with pytest.raises(broker.BrokerError, match="not been started"):
+    with pytest.raises(BrokerError, match="not been started"):
         _ = cluster.bootstrap_servers
 
 
 def test_broker_command_refuses_zero_nodes(capsys: pytest.CaptureFixture[str]) -> None:
-    assert broker.main_broker(json_output=True, data_dir=None, fetch_only=False, nodes=0) == 1
+    assert command.main_broker(json_output=True, data_dir=None, fetch_only=False, nodes=0) == 1
 
     assert "at least one node" in capsys.readouterr().err

@@ -6,6 +6,8 @@ import copy
 from typing import Any
 
 import pytest
+
+from synctec_webhooks import deadletters, schemas
 from synctec_webhooks.consumers.delivery.handler import (
     DeadLetter,
     Decision,
@@ -15,8 +17,6 @@ from synctec_webhooks.consumers.delivery.handler import (
     with_attempt,
 )
 from synctec_webhooks.consumers.delivery.outcome import Outcome, OutcomeKind
-
-from synctec_webhooks import deadletters, schemas
 from synctec_webhooks.retry_policy import RetryPolicy
 from synctec_webhooks.serialization import SingleObjectCodec
 

@@ -6,9 +6,9 @@ import io
 
 import pytest
 from fastavro import schemaless_writer
-from synctec_webhooks.consumers.fanout.encoding import avro_string, encode_deliveries
 
 from synctec_webhooks import schemas
+from synctec_webhooks.consumers.fanout.encoding import avro_string, encode_deliveries
 from synctec_webhooks.deliveries import plan
 from synctec_webhooks.events import validate_event
 from synctec_webhooks.matching import Subscription

@@ -8,9 +8,9 @@ import re
 from typing import Any
 
 import pytest
-from synctec_webhooks.consumers.fanout.handler import plan_for
 
 from synctec_webhooks import schemas
+from synctec_webhooks.consumers.fanout.handler import plan_for
 from synctec_webhooks.deliveries import PlannedDelivery, delivery_id, plan
 from synctec_webhooks.events import render_body, validate_event
 from synctec_webhooks.matching import Subscription, SubscriptionIndex

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from synctec_webhooks.consumers.delivery.lanes import Item, Lane
-from synctec_webhooks.schemas import SCHEMA_DIR, SchemaStore
 
 from synctec_webhooks import schemas
+from synctec_webhooks.consumers.delivery.lanes import Item, Lane
+from synctec_webhooks.schemas import SCHEMA_DIR, SchemaStore
 from synctec_webhooks.serialization import SingleObjectCodec
 from synctec_webhooks.subscriptions import from_record
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
+
 from synctec_webhooks.consumers.delivery.outcome import (
     Outcome,
     OutcomeKind,
     from_exception,
     from_response,
 )
-
 from synctec_webhooks.ops.metrics import (
     EVENT_TYPES,
     OUTCOMES,

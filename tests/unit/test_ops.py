@@ -14,9 +14,9 @@ import pytest
 from confluent_kafka import KafkaError
 from prometheus_client import CollectorRegistry
 
-from synctec_webhooks.kafka import clients as kafka
-from synctec_webhooks.ops import server as ops
 from synctec_webhooks.config import DEFAULT_PORTS, ConfigError, OpsSettings, Settings
+from synctec_webhooks.kafka import config as kafka
+from synctec_webhooks.ops import server as ops
 from synctec_webhooks.ops.metrics import Metrics
 from synctec_webhooks.ops.server import OpsServer
 

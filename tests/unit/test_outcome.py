@@ -13,13 +13,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
+
 from synctec_webhooks.consumers.delivery.outcome import (
     Outcome,
     OutcomeKind,
     from_exception,
     from_response,
 )
-
 from synctec_webhooks.webhooks import validate_webhook_url
 
 NOW = 1_700_000_000.0

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from fastavro import parse_schema
 from fastavro.schema import expand_schema, fingerprint, to_parsing_canonical_form
-from synctec_webhooks.schemas import SCHEMA_DIR, SchemaStore
 
 from synctec_webhooks import schemas
+from synctec_webhooks.schemas import SCHEMA_DIR, SchemaStore
 
 DATA = Path(__file__).parent / "data"
 EMPTY = 0xC15D213AA4D7A795  # CRC-64-AVRO initial value, from the Avro specification

@@ -14,9 +14,9 @@ import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient, SchemaRegistryError
 from fastavro import schemaless_writer
 from fastavro.schema import to_parsing_canonical_form
-from synctec_webhooks.schemas import SCHEMA_DIR, SchemaStore
 
 from synctec_webhooks import schemas
+from synctec_webhooks.schemas import SCHEMA_DIR, SchemaStore
 from synctec_webhooks.serialization import (
     SINGLE_OBJECT_MAGIC,
     SchemaRegistryCodec,

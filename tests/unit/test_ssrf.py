@@ -7,10 +7,10 @@ import socket
 
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
-from synctec_webhooks.consumers.delivery.outcome import OutcomeKind
-from synctec_webhooks.consumers.delivery.sender import Sender
 
 from synctec_webhooks.config import Settings
+from synctec_webhooks.consumers.delivery.outcome import OutcomeKind
+from synctec_webhooks.consumers.delivery.sender import Sender
 from synctec_webhooks.ssrf import AddressRefused, Guard, GuardedResolver, check_host, ip_literal
 
 CLOSED = Guard()
