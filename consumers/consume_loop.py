@@ -126,7 +126,7 @@ class ConsumeDispatchWorker:
         """Called on the event loop when partitions are revoked or lost."""
 
     def settled(self, topic: str, partition: int) -> bool:
-        """For the lag metric (kafka_stats.py): True when every record the consumer has
+        """For the lag metric (ops/kafka_stats.py): True when every record the consumer has
         passed beyond the committed offset is finished. Called on the consume thread."""
         return False
 

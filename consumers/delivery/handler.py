@@ -59,7 +59,7 @@ def decide(
         return DeadLetter(deadletters.REFUSED, outcome.error or "refused", done)
     if outcome.status == GONE:
         # The receiver says the endpoint is gone for good; the admin service disables
-        # the webhook when it sees this attempt (see synctec_webhooks/health.py).
+        # the webhook when it sees this attempt (see synctec_webhooks/attempts/endpoint_health.py).
         detail = "the endpoint answered 410 Gone, which disables the webhook"
         return DeadLetter(deadletters.WEBHOOK_DISABLED, detail, done)
     step = policy.after_failure(record["attempt"], now_ms, outcome.retry_after)

@@ -82,8 +82,35 @@ async def json_body(request: web.Request, required: bool = True) -> dict[str, ob
         return {}
     try:
         value = json.loads(raw)
+    except RecursionError:
+        # The parser recurses per level; a body of "[[[[..." must not reach the 500 path.
+        raise _too_deep() from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "invalid_body", f"body: not valid JSON ({exc})") from None
+    if _depth_over(value, MAX_JSON_DEPTH):
+        raise _too_deep()
     if not isinstance(value, dict):
         raise ApiError(400, "invalid_body", "body: expected a JSON object")
     return value
+
+
+# No request body of the API nests deeper than 3; a body that does is refused before any
+# code walks it recursively.
+MAX_JSON_DEPTH = 8
+
+
+def _too_deep() -> ApiError:
+    return ApiError(400, "invalid_body", f"body: JSON nested deeper than {MAX_JSON_DEPTH} levels")
+
+
+def _depth_over(value: object, limit: int) -> bool:
+    """True when `value` nests more than `limit` containers deep; iterative, no recursion."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return False

@@ -2,7 +2,7 @@
 
 Each `synctec-webhooks fanout|deliver|retry|admin` runs one role; `run` runs all four
 (and a broker). Every role starts the same way: settings, logging, the operations
-endpoint (/metrics, /healthz, /readyz: `ops.py`), a stop event set by SIGINT/SIGTERM,
+endpoint (/metrics, /healthz, /readyz: `ops/server.py`), a stop event set by SIGINT/SIGTERM,
 then the worker loops until stopped.
 """
 
@@ -45,7 +45,7 @@ class Role(Protocol):
 
 
 def setup_logging() -> None:
-    """SYNCTEC_LOG_LEVEL, and SYNCTEC_LOG_FORMAT=text|json (logs.py)."""
+    """SYNCTEC_LOG_LEVEL, and SYNCTEC_LOG_FORMAT=text|json (ops/logs.py)."""
     try:
         logs.configure(
             os.environ.get("SYNCTEC_LOG_LEVEL", "INFO"),

@@ -146,3 +146,24 @@ def test_not_ready_until_the_api_listens() -> None:
     assert not ok and "attempts" in detail
     server.url = "http://127.0.0.1:8080"
     assert server.readiness() == (True, "API on http://127.0.0.1:8080/api/v1")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[" * 100_000 + "]" * 100_000,  # the C parser recurses: RecursionError
+        '{"url": ' + "[" * 50 + "1" + "]" * 50 + "}",  # parses, but deeper than any body
+        '{"a": ' * 5_000 + "1" + "}" * 5_000,
+    ],
+)
+def test_deeply_nested_json_is_a_400_not_a_500(body: str) -> None:
+    async def check(client: TestClient[Any, Any]) -> None:
+        headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+        for path in ("/webhooks", "/dead-letters/replay"):
+            resp = await client.post(API + path, data=body, headers=headers)
+            answer = await resp.json()
+            assert resp.status == 400, (path, answer)
+            assert answer["error"]["code"] == "invalid_body"
+            assert "nested" in answer["error"]["message"]
+
+    _with_client(check)
