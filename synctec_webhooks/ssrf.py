@@ -17,6 +17,7 @@ and `make run` open 127.0.0.0/8 and ::1.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from dataclasses import dataclass
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from synctec_webhooks.errors import AddressRefused
+
+logger = logging.getLogger(__name__)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -130,18 +133,63 @@ class Guard:
         passed = [a for a in addresses if self.refusal(a) is None]
         if not passed:
             reasons = [r for r in (self.refusal(a) for a in addresses) if r]
-            raise AddressRefused(host, f"{host} resolves to {reasons[0]}")
+            logger.info("SSRF guard refused %s at delivery: %s", host, reasons[0])
+            raise AddressRefused(host, _refused_name_message(host))
         return passed
 
 
 def ip_literal(host: str) -> str | None:
-    """`host` without IPv6 brackets if it is an IP address, else None."""
+    """The IP address `host` names, or None for a host name.
+
+    IPv6 loses its brackets. IPv4 is read as inet_aton and the WHATWG URL standard read
+    it (`127.1`, `2130706433`, `0177.0.0.1`, `0x7f.1`), not only as dotted quads: an
+    HTTP client that reads `http://2130706433/` as 127.0.0.1 would otherwise reach
+    loopback past a guard that took it for a name (aiohttp 3.13 did).
+    """
     bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     try:
         ipaddress.ip_address(bare.split("%", 1)[0])
     except ValueError:
-        return None
+        return legacy_ipv4(bare)
     return bare
+
+
+def legacy_ipv4(host: str) -> str | None:
+    """`host` as a dotted quad when it is an IPv4 address in any numeric form, else None.
+
+    One to four parts, each decimal, octal (leading 0) or hex (0x); the last part fills
+    the remaining bytes, as inet_aton does. Pure: no resolver.
+    """
+    parts = host.split(".")
+    if len(parts) > 1 and parts[-1] == "":
+        parts.pop()  # a trailing dot, as in "127.0.0.1."
+    if not 1 <= len(parts) <= 4:
+        return None
+    numbers = [_ipv4_part(p) for p in parts]
+    if any(n is None for n in numbers):
+        return None
+    values = [n for n in numbers if n is not None]
+    *leading, last = values
+    if any(n > 255 for n in leading) or last >= 256 ** (5 - len(values)):
+        return None
+    address = last
+    for i, n in enumerate(leading):
+        address += n << (8 * (3 - i))
+    return str(ipaddress.IPv4Address(address))
+
+
+def _ipv4_part(text: str) -> int | None:
+    lower = text.lower()
+    if lower.startswith("0x"):
+        digits, base = lower[2:] or "0", 16
+    elif len(text) > 1 and text.startswith("0"):
+        digits, base = text[1:], 8
+    else:
+        digits, base = text, 10
+    allowed = "0123456789abcdef"[:base]
+    if not digits or any(ch not in allowed for ch in digits):
+        return None
+    return int(digits, base)
 
 
 def check_host(guard: Guard, host: str) -> str | None:
@@ -161,7 +209,16 @@ def check_host(guard: Guard, host: str) -> str | None:
     addresses = dict.fromkeys(str(info[4][0]) for info in infos)
     # Every address must pass: one private answer among public ones is a rebinding setup.
     refused = [r for r in (guard.refusal(a) for a in addresses) if r]
-    return f"{host} resolves to {refused[0]}" if refused else None
+    if not refused:
+        return None
+    # The merchant learns that the name is refused, never what our DNS says it is (that
+    # would map our internal network for anyone who can add a webhook); the log has it.
+    logger.info("SSRF guard refused %s at add time: %s", host, refused[0])
+    return _refused_name_message(host)
+
+
+def _refused_name_message(host: str) -> str:
+    return f"{host} resolves to an address that is not allowed"
 
 
 class GuardedResolver(AbstractResolver):
