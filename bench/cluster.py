@@ -92,13 +92,19 @@ class Helper:
         return self.result(60)
 
 
-def start_pipeline(
-    bootstrap: str, prefix: str, logs: Path, roles: list[str], sampler: Sampler, env: dict[str, str]
-) -> Pipeline:
+def new_pipeline(bootstrap: str, prefix: str, logs: Path, env: dict[str, str]) -> Pipeline:
+    """A pipeline with nothing started yet, stopped by `kill_all` at the end."""
     folder = logs / prefix
     folder.mkdir(parents=True, exist_ok=True)
     pipeline = Pipeline(bootstrap, prefix, folder, **env)
     _PIPELINES.append(pipeline)
+    return pipeline
+
+
+def start_pipeline(
+    bootstrap: str, prefix: str, logs: Path, roles: list[str], sampler: Sampler, env: dict[str, str]
+) -> Pipeline:
+    pipeline = new_pipeline(bootstrap, prefix, logs, env)
     pipeline.start(roles, timeout=120)
     for name, proc in pipeline.procs.items():
         sampler.watch(name, proc.pid)

@@ -18,6 +18,8 @@ TARGET_HTTP = 0.5
 TARGET_FANOUT = 50_000.0
 TARGET_ISOLATION = 0.9
 TARGET_RSS_MB = 200.0
+# The admin Deployment's memory request (deploy/k8s/admin.yaml; its limit is 512 MiB).
+TARGET_ADMIN_RSS_MB = 256.0
 
 
 def machine() -> str:
@@ -69,7 +71,9 @@ def _verdict(ok: bool) -> str:
 
 
 def ratios(by: dict[str, Result]) -> list[str]:
-    out = []
+    out = _admin(by)
+    if "pipeline" not in by:
+        return out
     pipe = by["pipeline"].rate
     if "naive" in by and by["naive"].rate:
         x = pipe / by["naive"].rate
@@ -149,6 +153,22 @@ def ratios(by: dict[str, Result]) -> list[str]:
                 f"the receiver = {mb:.0f} MB (target < {TARGET_RSS_MB:.0f}: {ok})"
             )
     return out
+
+
+def _admin(by: dict[str, Result]) -> list[str]:
+    if "admin" not in by:
+        return []
+    r = by["admin"]
+    [admin] = [u for u in r.usage if u.name == "admin"]
+    mb = admin.peak_rss / 2**20
+    pages = " and ".join(f"{s:.1f}" for s in r.extra["page_seconds"])
+    return [
+        f"admin service peak RSS, from start to serving GET /dead-letters, with "
+        f"{r.count:,} attempts and {r.extra['dead_letters']:,} dead letters on its topics = "
+        f"{mb:.0f} MB (target < {TARGET_ADMIN_RSS_MB:.0f}, the pod's request: "
+        f"{_verdict(mb < TARGET_ADMIN_RSS_MB)}); ready after {r.extra['ready_seconds']:.0f} s, "
+        f"two pages of 100 dead letters in {pages} s"
+    ]
 
 
 def plot(results: list[Result], path: Path) -> None:

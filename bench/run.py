@@ -31,6 +31,7 @@ from bench.scenarios import (
     KafkaOnly,
     PipelineRun,
     Result,
+    admin_memory,
     fanout_wide,
     http_ceiling,
     naive,
@@ -50,7 +51,10 @@ SCENARIOS = (
     "rss",
     "fanout",
     "scan",
+    "admin",
 )
+# Scenarios that need the pipeline run (its rate is their yardstick).
+_ON_THE_PIPELINE = {"pipeline", "naive", "kafka", "half", "endpoint"}
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
@@ -76,6 +80,13 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--fanout-subscriptions", type=int, default=10_000)
     p.add_argument("--fanout-records", type=int, default=50_000, help="delivery records to write")
     p.add_argument("--in-flight", type=int, default=10_000, help="records in flight (RSS run)")
+    p.add_argument("--admin-webhooks", type=int, default=10_000, help="webhooks (admin run)")
+    p.add_argument(
+        "--admin-attempts", type=int, default=100, help="attempts per webhook (admin run)"
+    )
+    p.add_argument(
+        "--admin-dead-letters", type=int, default=100_000, help="dead letters (admin run)"
+    )
     p.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated subset")
     p.add_argument("--doc", default="docs/benchmarks.md", help="append results here ('' = don't)")
     p.add_argument("--label", default="", help="a note for this run's heading")
@@ -160,29 +171,8 @@ def _scenarios(
     k = bench.subscriptions
     if "http" in only:
         keep("http", http_ceiling(bench))
-    pipe = PipelineRun(bench, "p", [f"/p{i}" for i in range(k)])
-    try:
-        keep("pipeline", pipe.run("pipeline", bench.events, lambda _p: True, bench.events * k))
-        if "naive" in only:
-            keep("naive", naive(bench, pipe))
-        half = out["pipeline"].rate / 2
-        kafka = KafkaOnly(bench) if "kafka" in only else None
-        if kafka is not None:
-            keep("kafka", kafka.run("Kafka only (fan-out + consume)", bench.events))
-            keep("kafka_consume", kafka.run("Kafka ceiling (consume + decode)", 0, fanout=False))
-        if "half" in only:
-            n = max(1, int(half / k * bench.seconds_at_half))
-            keep("http_half", http_ceiling(bench, rate=half, count=n * k))
-            if kafka is not None:
-                keep("kafka_half", kafka.run("Kafka only at half rate", n, rate=half / k, group=1))
-            keep(
-                "pipeline_half",
-                pipe.run("pipeline at half rate", n, lambda _p: True, n * k, half / k),
-            )
-        if "endpoint" in only and args.endpoint_ms > 0 and "naive" in only:
-            _endpoint_runs(bench, pipe, args.endpoint_ms, keep)
-    finally:
-        pipe.stop()
+    if only & _ON_THE_PIPELINE:
+        _pipeline_runs(bench, args, only, out, keep)
     if "isolation" in only:
         iso = PipelineRun(bench, "i", [f"/i{i}" for i in range(k)] + ["/slow/i", "/never/i"])
         try:
@@ -207,6 +197,45 @@ def _scenarios(
                 break  # the broker is likely gone: nothing after this can run
     if "scan" in only:
         keep("scan", produce_scan(bench, sorted({1, 1000, args.fanout_subscriptions})))
+    if "admin" in only:
+        keep(
+            "admin",
+            admin_memory(bench, args.admin_webhooks, args.admin_attempts, args.admin_dead_letters),
+        )
+
+
+def _pipeline_runs(
+    bench: Bench,
+    args: argparse.Namespace,
+    only: set[str],
+    out: dict[str, Result],
+    keep: Callable[[str, Result], None],
+) -> None:
+    """The pipeline run, and those measured on its topics or at half its rate."""
+    k = bench.subscriptions
+    pipe = PipelineRun(bench, "p", [f"/p{i}" for i in range(k)])
+    try:
+        keep("pipeline", pipe.run("pipeline", bench.events, lambda _p: True, bench.events * k))
+        if "naive" in only:
+            keep("naive", naive(bench, pipe))
+        half = out["pipeline"].rate / 2
+        kafka = KafkaOnly(bench) if "kafka" in only else None
+        if kafka is not None:
+            keep("kafka", kafka.run("Kafka only (fan-out + consume)", bench.events))
+            keep("kafka_consume", kafka.run("Kafka ceiling (consume + decode)", 0, fanout=False))
+        if "half" in only:
+            n = max(1, int(half / k * bench.seconds_at_half))
+            keep("http_half", http_ceiling(bench, rate=half, count=n * k))
+            if kafka is not None:
+                keep("kafka_half", kafka.run("Kafka only at half rate", n, rate=half / k, group=1))
+            keep(
+                "pipeline_half",
+                pipe.run("pipeline at half rate", n, lambda _p: True, n * k, half / k),
+            )
+        if "endpoint" in only and args.endpoint_ms > 0 and "naive" in only:
+            _endpoint_runs(bench, pipe, args.endpoint_ms, keep)
+    finally:
+        pipe.stop()
 
 
 def _endpoint_runs(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,15 @@ from typing import Any
 import psutil
 from tqdm import tqdm
 
-from bench.cluster import Helper, ReceiverProcess, bulk_webhooks, kill_pipeline, start_pipeline
+from bench import adminload
+from bench.cluster import (
+    Helper,
+    ReceiverProcess,
+    bulk_webhooks,
+    kill_pipeline,
+    new_pipeline,
+    start_pipeline,
+)
 from bench.common import EventSource, Sampler, Usage, percentiles, unstamp
 from synctec_webhooks.config import Settings
 from synctec_webhooks.producers.events import EventProducer
@@ -470,4 +479,62 @@ def produce_scan(bench: Bench, topic_counts: list[int]) -> Result:
     )
     result.count, result.seconds = 1_000_000, costs[most]  # records/s = 1e6 / us per record
     result.extra = {"us_per_produce": costs}
+    return result
+
+
+# --- the admin service's memory ---------------------------------------------------------
+
+
+def _get(url: str, token: str) -> tuple[float, dict[str, Any]]:
+    """(seconds, JSON body) of one GET to the admin API."""
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    began = time.monotonic()
+    with urllib.request.urlopen(request, timeout=600) as resp:
+        body = json.loads(resp.read())
+    return time.monotonic() - began, body
+
+
+def admin_memory(bench: Bench, webhooks: int, per_webhook: int, dead: int) -> Result:
+    """The admin service started on `webhooks` x `per_webhook` attempts and `dead` dead
+    letters: its peak RSS from start, through catching up with the attempts topic, to
+    serving two pages of `GET /dead-letters` (each reads the whole dead-letter topic)."""
+    prefix = bench.prefix("a")
+    settings = bench.settings(prefix)
+    total = webhooks * per_webhook
+    began = time.monotonic()
+    with tqdm(total=1, desc=f"writing {total:,} attempts, {dead:,} dead letters", leave=False):
+        adminload.write(settings, webhooks, per_webhook, dead, f"{bench.receiver.base}/a")
+    written = time.monotonic() - began
+    pipeline = new_pipeline(bench.bootstrap, prefix, bench.logs, bench.env)
+    sampler = bench.sampler()
+    started = time.monotonic()
+    # Spawned alone (not `start`, which waits for it), to be watched from its first moment.
+    pipeline._spawn("admin")
+    sampler.watch("admin", pipeline.procs["admin"].pid)
+    with tqdm(total=1, desc="admin catching up", leave=False):
+        pipeline.wait_ready("admin", timeout=900)
+    ready = time.monotonic() - started
+    base, token = pipeline.admin_url() + "/api/v1", pipeline.admin_token
+    first_s, first = _get(f"{base}/dead-letters?limit=100", token)
+    # A version without pages (no next_cursor) is asked the same first page again.
+    cursor = first.get("next_cursor")
+    more = f"&cursor={cursor}" if cursor else ""
+    second_s, second = _get(f"{base}/dead-letters?limit=100{more}", token)
+    hooks_s, hooks = _get(f"{base}/webhooks", token)
+    result = Result(
+        f"admin, {total:,} attempts + {dead:,} dead letters",
+        "admin start: attempts read and kept; then 2 pages of GET /dead-letters",
+    )
+    result.usage = sampler.stop()
+    kill_pipeline(pipeline)
+    result.count, result.seconds = total, ready
+    result.extra = {
+        "written_seconds": written,
+        "ready_seconds": ready,
+        "page_seconds": [first_s, second_s],
+        "page_rows": [len(first["dead_letters"]), len(second["dead_letters"])],
+        "webhooks_seconds": hooks_s,
+        "webhooks_listed": len(hooks["webhooks"]),
+        "dead_letters": dead,
+    }
     return result

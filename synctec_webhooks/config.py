@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from synctec_webhooks.errors import ConfigError
+from synctec_webhooks.kafka_properties import KafkaProperties
 from synctec_webhooks.retry_policy import DEFAULT_DELAYS, RetryPolicy, parse_delays
 
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,80}$")
@@ -176,6 +177,9 @@ class Settings:
     disable_after_failures: int = 20
     # Recent attempts kept in memory per webhook by the admin service.
     attempts_per_webhook: int = 100
+    # Recent attempts kept in memory in all, the newest of every webhook's (about 260
+    # bytes each): bounds the admin's memory however many webhooks the topic holds.
+    attempts_kept: int = 200_000
     # Names this process among replicas of a role (the fan-out's transactional id);
     # keep it stable across restarts of one replica, distinct between replicas.
     instance_id: str = "0"
@@ -186,6 +190,9 @@ class Settings:
     transaction_timeout_ms: int = 10_000
     session_timeout_ms: int = 10_000
     kafka_debug: str = ""
+    # TLS, SASL and network properties for every Kafka client (SYNCTEC_KAFKA_*,
+    # SYNCTEC_KAFKA_CONFIG_FILE); secret values print as ***. See kafka_properties.
+    kafka: KafkaProperties = field(default_factory=KafkaProperties)
     # /metrics, /healthz, /readyz and the metrics' own options.
     ops: OpsSettings = field(default_factory=OpsSettings)
 
@@ -239,11 +246,13 @@ class Settings:
             attempts_per_webhook=_int(
                 env, "SYNCTEC_ATTEMPTS_PER_WEBHOOK", cls.attempts_per_webhook
             ),
+            attempts_kept=_int(env, "SYNCTEC_ATTEMPTS_KEPT", cls.attempts_kept),
             instance_id=_instance_id(env),
             fanout_batch_max=_int(env, "SYNCTEC_FANOUT_BATCH_MAX", cls.fanout_batch_max),
             fanout_batch_ms=_int(env, "SYNCTEC_FANOUT_BATCH_MS", cls.fanout_batch_ms),
             fanout_max_records=_int(env, "SYNCTEC_FANOUT_MAX_RECORDS", cls.fanout_max_records),
             kafka_debug=env.get("SYNCTEC_KAFKA_DEBUG", ""),
+            kafka=KafkaProperties.from_env(env),
             session_timeout_ms=_int(env, "SYNCTEC_SESSION_TIMEOUT_MS", cls.session_timeout_ms),
             transaction_timeout_ms=_int(
                 env, "SYNCTEC_TRANSACTION_TIMEOUT_MS", cls.transaction_timeout_ms

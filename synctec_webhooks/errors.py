@@ -9,7 +9,8 @@
     ├── SerializationError           bytes that are not a record we can read or write;
     │                                `retriable` when the schema registry was the cause
     ├── DeliveryFailed               the broker did not acknowledge a record; the caller
-    │                                still owns the work; `retriable` says if worth retrying
+    │                                still owns the work; `retriable` says if worth retrying,
+    │                                `too_large` if the record is over a size limit
     ├── EmitError (RuntimeError)     an event was not acknowledged (after librdkafka's retries)
     ├── WorkerCrashed (RuntimeError) a dispatch failed in a way that must not be skipped
     ├── AddressRefused (OSError)     the SSRF guard refused every address of a host
@@ -86,13 +87,15 @@ class DeliveryFailed(SyncTecError):
     """The broker did not acknowledge a record; the caller still owns the work.
 
     `error` is librdkafka's `KafkaError`; `retriable` says whether producing the record
-    again may succeed (set by the Kafka layer, which knows the error codes).
+    again may succeed, `too_large` whether it was refused for its size, by librdkafka or
+    the broker (both set by the Kafka layer, which knows the error codes).
     """
 
-    def __init__(self, error: Any, *, retriable: bool) -> None:
+    def __init__(self, error: Any, *, retriable: bool, too_large: bool = False) -> None:
         super().__init__(str(error))
         self.error = error
         self.retriable = retriable
+        self.too_large = too_large
 
 
 class EmitError(SyncTecError, RuntimeError):

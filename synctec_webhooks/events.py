@@ -3,7 +3,7 @@
 Validation follows the Avro schema of the event type: the schema says which fields
 exist, in which order and of which type, so adding a field is a schema change only. The
 rules a schema cannot say (the event type, RFC 3339 timestamps, the status of a failure,
-the length of an id) are checked here.
+the length of an id, the size of the body) are checked here.
 """
 
 from __future__ import annotations
@@ -23,8 +23,10 @@ from synctec_webhooks.errors import InvalidEvent
 from synctec_webhooks.schemas import EVENT_SCHEMA, EVENT_TYPES, load
 
 __all__ = [
+    "MAX_BODY_BYTES",
     "MAX_ID_LENGTH",
     "InvalidEvent",
+    "body_too_large",
     "default_event_id",
     "parse_events_json",
     "partition_key",
@@ -33,6 +35,11 @@ __all__ = [
 ]
 
 MAX_ID_LENGTH = 200
+# The largest webhook body, in bytes of the rendered JSON: what a receiver gets, after
+# escaping (a control character is 6 bytes there, 1 in Avro). Of the order of Svix's and
+# Stripe's payload limits, and it keeps a delivery record, retry history included, well
+# under the broker's 1 MB; the fan-out dead-letters (too_large) events that bypassed it.
+MAX_BODY_BYTES = 256 * 1024
 # The field named when the event as a whole is wrong (not an object).
 _ROOT = "body"
 # The entity whose id keys the record, so one product's events stay in order.
@@ -72,7 +79,8 @@ def validate_event(
     """Check a parsed JSON event; return (event type, record for its Avro schema).
 
     The record's keys are in schema order. An "id" given is kept, else `new_id()` makes
-    one. The first problem found is raised as InvalidEvent, naming its field.
+    one. The first problem found is raised as InvalidEvent, naming its field ("body"
+    when the webhook body would be over MAX_BODY_BYTES).
     """
     if not isinstance(obj, dict):
         raise InvalidEvent(_ROOT, f"expected a JSON object, got {_json_type(obj)}")
@@ -80,7 +88,19 @@ def validate_event(
     if "id" not in obj:
         obj = {**obj, "id": new_id()}
     check = functools.partial(_rule, event_type)
-    return event_type, _record(_schema(event_type), obj, "", check)
+    record = _record(_schema(event_type), obj, "", check)
+    size = len(render_body(record))
+    if size > MAX_BODY_BYTES:
+        raise InvalidEvent(_ROOT, body_too_large(size))
+    return event_type, record
+
+
+def body_too_large(size: int) -> str:
+    """The problem with a body of `size` bytes, over MAX_BODY_BYTES."""
+    return (
+        f"the webhook body is {size:,} bytes, over the limit of {MAX_BODY_BYTES:,} bytes"
+        " (counted as JSON, after escaping)"
+    )
 
 
 def partition_key(event_type: str, record: dict[str, Any]) -> str:

@@ -8,7 +8,10 @@ subscriptions kept out of both.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
+
+from synctec_webhooks.errors import InvalidSubscription
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +43,16 @@ class Subscription:
     def __post_init__(self) -> None:
         # A list from JSON or Avro would make the frozen object mutable through it.
         object.__setattr__(self, "events", tuple(self.events))
+        # The writers check these; a record written past them (straight to the topic)
+        # must be refused here, not crash the workers that build lanes from it.
+        if self.max_in_flight is not None and self.max_in_flight < 1:
+            raise InvalidSubscription(
+                "max_in_flight", f"must be at least 1, got {self.max_in_flight}"
+            )
+        if self.rate_limit is not None and not (
+            math.isfinite(self.rate_limit) and self.rate_limit > 0
+        ):
+            raise InvalidSubscription("rate_limit", f"must be a number > 0, got {self.rate_limit}")
 
     @property
     def wildcard(self) -> bool:

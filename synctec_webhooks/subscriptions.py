@@ -21,7 +21,7 @@ from confluent_kafka import Message
 from synctec_webhooks import deadletters
 from synctec_webhooks.config import Settings
 from synctec_webhooks.deadletters.writer import DeadLetterWriter
-from synctec_webhooks.errors import SerializationError
+from synctec_webhooks.errors import InvalidSubscription, SerializationError
 from synctec_webhooks.kafka import TopicAdmin, TopicFollower, core_topics, position
 from synctec_webhooks.matching import Subscription, SubscriptionIndex
 from synctec_webhooks.serialization import Codec
@@ -118,6 +118,8 @@ class SubscriptionTable:
             return deadletters.UNDECODABLE, str(exc)
         try:
             sub = from_record(rec)
+        except InvalidSubscription as exc:  # a limit a worker cannot use, say
+            return deadletters.INVALID_SUBSCRIPTION, f"not a usable subscription: {exc}"
         except (KeyError, TypeError, ValueError) as exc:
             return deadletters.INVALID_SUBSCRIPTION, f"not a usable subscription: {exc!r}"
         self.index.upsert(sub)

@@ -30,10 +30,11 @@ from synctec_webhooks.consumers.delivery.handler import (
 from synctec_webhooks.consumers.delivery.outcome import Outcome
 from synctec_webhooks.consumers.delivery.sender import Sender
 from synctec_webhooks.deadletters.writer import DeadLetterWriter
+from synctec_webhooks.errors import DeliveryFailed, SecretKeyError
 from synctec_webhooks.kafka import AsyncProducer, produce_until_acked
 from synctec_webhooks.matching import Subscription
 from synctec_webhooks.ops.metrics import Metrics
-from synctec_webhooks.secrets_crypto import SecretBox, load_box, signing_secrets
+from synctec_webhooks.secrets_crypto import SecretOpener
 from synctec_webhooks.serialization import Codec
 from synctec_webhooks.signing import signature_headers
 from synctec_webhooks.subscriptions import SubscriptionTable
@@ -79,16 +80,10 @@ class Dispatcher:
         self._sender = sender
         self._clock = clock
         self._topics = Topics(settings.topic_prefix)
-        self._box = load_box(settings)
+        self._secrets = SecretOpener(settings)
         self.counters = Counters()
         self.metrics = metrics or Metrics.create(retry_tiers=len(settings.retry.delays))
         self._dead_letters = DeadLetterWriter(settings, codec, producer, clock, self.metrics)
-
-    def _secret_box(self) -> SecretBox | None:
-        if self._box is None:
-            # The local key file may have been made since this worker started.
-            self._box = load_box(self._settings)
-        return self._box
 
     async def handle(
         self, record: dict[str, Any], source: deadletters.Source, stop: asyncio.Event
@@ -113,8 +108,17 @@ class Dispatcher:
             return Handled(deadletters.WEBHOOK_DISABLED, subscription=sub)
         body = record["payload"].encode("utf-8")
         timestamp = int(self._clock())
+        try:
+            secrets = self._secrets.signing_secrets(sub, timestamp * 1000)
+        except SecretKeyError as exc:
+            # This webhook alone cannot be signed for: its records wait, durable and
+            # replayable, in the dead-letter topic; the worker and the others go on.
+            reason = deadletters.SECRET_UNAVAILABLE
+            detail = f"{exc}; then replay: synctec-webhooks dead-letters replay --webhook {sub.id}"
+            await self.dead_letter(reason, detail, record, source, stop)
+            return Handled(reason, subscription=sub)
         headers = signature_headers(
-            secrets=signing_secrets(sub, self._secret_box(), timestamp * 1000),
+            secrets=secrets,
             event_type=record["event_type"],
             event_id=record["event_id"],
             delivery_id=record["delivery_id"],
@@ -141,25 +145,50 @@ class Dispatcher:
             self.counters.delivered += 1
             return replace(answered, result="delivered")
         if isinstance(decision, ScheduleRetry):
-            topic = self._topics.retry(decision.tier)
-            value = self._codec.encode(topic, schemas.DELIVERY, decision.record)
-            await produce_until_acked(
-                self._producer, topic, value, record["partition_key"], stop=stop
-            )
-            self.counters.retried += 1
-            self.metrics.retry_scheduled(decision.tier, record["event_type"])
-            logger.info(
-                "delivery %s attempt %d failed (%s); retry %d due in %.1f s",
-                record["delivery_id"],
-                record["attempt"],
-                outcome.error,
-                decision.tier,
-                decision.record["not_before"] / 1000 - self._clock(),
-            )
-            return replace(answered, result="retry")
+            result = await self._schedule_retry(decision, source, stop)
+            if result == "retry":
+                logger.info(
+                    "delivery %s attempt %d failed (%s); retry %d due in %.1f s",
+                    record["delivery_id"],
+                    record["attempt"],
+                    outcome.error,
+                    decision.tier,
+                    decision.record["not_before"] / 1000 - self._clock(),
+                )
+            return replace(answered, result=result)
         assert isinstance(decision, DeadLetter)
         await self.dead_letter(decision.reason, decision.detail, decision.record, source, stop)
         return replace(answered, result=decision.reason)
+
+    async def _schedule_retry(
+        self, decision: ScheduleRetry, source: deadletters.Source, stop: asyncio.Event
+    ) -> str:
+        """Hand the record to its retry tier: "retry". A retry record too large to write
+        (over MAX_RECORD_BYTES, or refused by the broker) is dead-lettered instead, its
+        attempt made: "too_large", never an error that would stop the worker."""
+        record, topic = decision.record, self._topics.retry(decision.tier)
+        value = self._codec.encode(topic, schemas.DELIVERY, record)
+        size = len(value) + len(record["partition_key"].encode("utf-8"))
+        limit = deadletters.MAX_RECORD_BYTES
+        if size > limit:
+            problem = f"the retry record would be {size:,} bytes, over the limit of {limit:,} bytes"
+        else:
+            try:
+                await produce_until_acked(
+                    self._producer, topic, value, record["partition_key"], stop=stop
+                )
+            except DeliveryFailed as exc:
+                if not exc.too_large:
+                    raise
+                problem = f"the broker refused the {size:,}-byte retry record ({exc})"
+            else:
+                self.counters.retried += 1
+                self.metrics.retry_scheduled(decision.tier, record["event_type"])
+                return "retry"
+        reason = deadletters.TOO_LARGE
+        detail = f"{problem}; not retried"
+        await self.dead_letter(reason, detail, record, source, stop, original_size=size)
+        return reason
 
     def _log_attempt(
         self, record: dict[str, Any], outcome: Outcome, decision: Decision, now_ms: int
@@ -192,7 +221,10 @@ class Dispatcher:
         source: deadletters.Source,
         stop: asyncio.Event,
         raw: bytes | None = None,
+        original_size: int | None = None,
     ) -> None:
-        await self._dead_letters.write(reason, detail, source, delivery=record, raw=raw, stop=stop)
+        await self._dead_letters.write(
+            reason, detail, source, delivery=record, raw=raw, stop=stop, original_size=original_size
+        )
         self.counters.dead_lettered += 1
         self.counters.by_reason[reason] += 1

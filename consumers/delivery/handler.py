@@ -10,6 +10,11 @@ from synctec_webhooks.consumers.delivery.outcome import Outcome, OutcomeKind
 from synctec_webhooks.retry_policy import GiveUp, RetryPolicy
 
 GONE = 410
+# A delivery record carries its history to the next tier and to its dead letter: bound
+# it, so that a retry record stays far below the broker's limit whatever an endpoint
+# answered (errors quote exceptions and redirect targets) and however many tiers there are.
+HISTORY_MAX = 32  # latest attempts kept
+HISTORY_TEXT_MAX = 2048  # characters of an error or URL; webhook URLs are at most 2048
 
 
 @dataclass(frozen=True)
@@ -34,16 +39,22 @@ Decision = Delivered | ScheduleRetry | DeadLetter
 
 
 def with_attempt(record: dict[str, Any], outcome: Outcome, at_ms: int, url: str) -> dict[str, Any]:
-    """The record with this attempt appended to its history."""
+    """The record with this attempt appended to its history (bounded, see HISTORY_MAX)."""
     entry = {
         "attempt": record["attempt"],
         "at": at_ms,
         "status": outcome.status,
-        "error": outcome.error,
+        "error": _clip(outcome.error),
         "latency_ms": outcome.latency_ms,
-        "url": url,
+        "url": _clip(url),
     }
-    return {**record, "history": [*record["history"], entry]}
+    return {**record, "history": [*record["history"], entry][-HISTORY_MAX:]}
+
+
+def _clip(text: str | None) -> str | None:
+    if text is None or len(text) <= HISTORY_TEXT_MAX:
+        return text
+    return text[: HISTORY_TEXT_MAX - 1] + "…"
 
 
 def decide(

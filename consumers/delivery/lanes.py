@@ -11,12 +11,16 @@ Pure bookkeeping: no asyncio, no Kafka; the worker drives it.
 
 from __future__ import annotations
 
+import logging
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from synctec_webhooks.limits import AdaptiveLimit, TokenBucket
 from synctec_webhooks.offsets import PartitionOffsets
+
+logger = logging.getLogger(__name__)
 
 ChainKey = tuple[str, int, bytes | None]
 
@@ -59,12 +63,18 @@ class Lane:
     def new(
         cls, webhook_id: str, max_in_flight: int, rate: float | None, retry_after_max: float
     ) -> Lane:
-        lane = cls(webhook_id, AdaptiveLimit(max_in_flight, retry_after_max))
+        lane = cls(webhook_id, AdaptiveLimit(max(1, max_in_flight), retry_after_max))
         lane.configure(max_in_flight, rate, 0.0)
         return lane
 
     def configure(self, max_in_flight: int, rate: float | None, now: float) -> None:
-        """Apply the webhook's limits (they may change while the lane lives)."""
+        """Apply the webhook's limits (they may change while the lane lives). Unusable
+        ones, which subscription records are checked against when read, fall back to one
+        POST at a time and no rate rather than stop the worker."""
+        if max_in_flight < 1 or (rate is not None and not (math.isfinite(rate) and rate > 0)):
+            logger.warning("lane %s: unusable limits (max in flight %s, rate %s) ignored",
+                           self.webhook_id, max_in_flight, rate)  # fmt: skip
+            max_in_flight, rate = max(1, max_in_flight), None
         if max_in_flight != self.control.ceiling:
             self.control.set_ceiling(max_in_flight)
         if rate is None:

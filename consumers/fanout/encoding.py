@@ -9,6 +9,10 @@ front per webhook. For an event with 10,000 subscribers that is one fastavro cal
 
 Only for the single-object codec, whose header does not depend on the topic; with a
 schema registry (a subject per topic) every record is encoded on its own.
+
+An event whose body is over MAX_BODY_BYTES, or whose records would be over
+MAX_RECORD_BYTES, raises RecordTooLarge before more than one record is made: such events
+reach the topic only from producers that do not validate, and become dead letters.
 """
 
 from __future__ import annotations
@@ -18,12 +22,23 @@ from collections.abc import Callable
 from typing import Any
 
 from synctec_webhooks import schemas
+from synctec_webhooks.deadletters import MAX_RECORD_BYTES
 from synctec_webhooks.deliveries import plan
+from synctec_webhooks.errors import SyncTecError
+from synctec_webhooks.events import MAX_BODY_BYTES, body_too_large
 from synctec_webhooks.matching import Subscription
 from synctec_webhooks.serialization import SINGLE_OBJECT_MAGIC, Codec, SingleObjectCodec
 
 _HEADER = len(SINGLE_OBJECT_MAGIC) + 8  # magic + CRC-64-AVRO fingerprint
 _EMPTY_STRINGS = b"\x00\x00"  # two empty Avro strings: lengths 0, 0
+
+
+class RecordTooLarge(SyncTecError):
+    """An event's body or delivery record is over its limit; `size` is how many bytes."""
+
+    def __init__(self, problem: str, size: int) -> None:
+        super().__init__(problem)
+        self.size = size
 
 
 def avro_string(text: str) -> bytes:
@@ -46,20 +61,23 @@ def encode_deliveries(
     matches: list[Subscription],
     now_ms: int,
 ) -> list[tuple[str, str, bytes]]:
-    """(topic, key, value) of every delivery record of one event, in `matches` order."""
+    """(topic, key, value) of every delivery record of one event, in `matches` order;
+    RecordTooLarge when the body or a record is over its limit."""
     if not matches:
         return []
     [first] = plan(event_type, event, matches[:1], now_ms)
+    body = len(first.record["payload"].encode("utf-8"))
+    if body > MAX_BODY_BYTES:
+        raise RecordTooLarge(body_too_large(body), body)
     key = first.key
+    key_size = len(key.encode("utf-8"))
     if not isinstance(codec, SingleObjectCodec):
-        return [
-            (
-                topic_of(p.webhook_id),
-                p.key,
-                codec.encode(topic_of(p.webhook_id), schemas.DELIVERY, p.record),
-            )
-            for p in plan(event_type, event, matches, now_ms)
-        ]
+        out = []
+        for p in plan(event_type, event, matches, now_ms):
+            value = codec.encode(topic_of(p.webhook_id), schemas.DELIVERY, p.record)
+            _check_size(len(value) + key_size)
+            out.append((topic_of(p.webhook_id), p.key, value))
+        return out
     template = {**first.record, "delivery_id": "", "webhook_id": ""}
     blob = codec.encode(topic_of(first.webhook_id), schemas.DELIVERY, template)
     if blob[_HEADER : _HEADER + 2] != _EMPTY_STRINGS:  # the schema's field order changed
@@ -72,7 +90,14 @@ def encode_deliveries(
         h = seed.copy()
         h.update(sub.id.encode())
         did = "msg_" + h.hexdigest()[:32]
-        out.append(
-            (topic_of(sub.id), key, b"".join((head, avro_string(did), avro_string(sub.id), tail)))
-        )
+        value = b"".join((head, avro_string(did), avro_string(sub.id), tail))
+        _check_size(len(value) + key_size)
+        out.append((topic_of(sub.id), key, value))
     return out
+
+
+def _check_size(size: int) -> None:
+    if size > MAX_RECORD_BYTES:
+        limit = MAX_RECORD_BYTES
+        problem = f"a delivery record would be {size:,} bytes, over the limit of {limit:,} bytes"
+        raise RecordTooLarge(problem, size)

@@ -14,6 +14,11 @@ the whole batch (records and offsets) or none of it: never a lost or doubled del
 record. An abortable error aborts and rewinds the consumer to the committed offsets; a
 fenced or fatal error replaces the producer (a new `init_transactions` fences the old
 one) and rewinds the same way.
+
+One event must not stall the stream: an event whose body or records are over their
+limits (`encoding.RecordTooLarge`) is dead-lettered `too_large` when planned, and a
+record the producer refuses for its size anyway aborts only that transaction, which is
+planned again with the event dead-lettered; the producer is kept.
 """
 
 from __future__ import annotations
@@ -22,15 +27,15 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
 
 from synctec_webhooks import deadletters, schemas
 from synctec_webhooks.config import Settings
-from synctec_webhooks.consumers.fanout.encoding import encode_deliveries
-from synctec_webhooks.errors import SerializationError, SyncTecError
+from synctec_webhooks.consumers.fanout.encoding import RecordTooLarge, encode_deliveries
+from synctec_webhooks.errors import DeliveryFailed, SerializationError, SyncTecError
 from synctec_webhooks.kafka import (
     AsyncConsumer,
     TopicAdmin,
@@ -57,10 +62,20 @@ class Outgoing:
     topic: str
     key: str
     value: bytes
+    source: deadletters.Source | None = None  # the event it was made for
 
 
 class TransactionAborted(SyncTecError):
     """The batch's transaction was aborted; its events are consumed again."""
+
+
+class RecordRefused(SyncTecError):
+    """The producer refused one record for its size; the transaction was aborted."""
+
+    def __init__(self, outgoing: Outgoing, error: DeliveryFailed) -> None:
+        super().__init__(f"a {len(outgoing.value):,}-byte record was refused: {error}")
+        self.outgoing = outgoing
+        self.error = error
 
 
 class TransactionWedged(SyncTecError):
@@ -125,6 +140,9 @@ class FanoutWorker:
         self._carry: list[Message] = []
         self._topic_names: dict[str, str] = {}
         self._wedged: list[TransactionalProducer] = []
+        # Events one of whose records the producer refused: (detail, size, refusals)
+        # until the chunk that dead-letters them commits.
+        self._refused: dict[deadletters.Source, tuple[str, int, int]] = {}
         self.events_consumed = 0
         self.deliveries_written = 0
         self.dead_lettered = 0
@@ -220,14 +238,32 @@ class FanoutWorker:
                 outgoing += self._plan(batch[end], now_ms)
                 end += 1
             offsets = _next_offsets(batch[:end])
-            if not await self._commit_chunk(outgoing, offsets):
-                return
+            try:
+                if not await self._commit_chunk(outgoing, offsets):
+                    return
+            except RecordRefused as exc:
+                self._refuse(exc)
+                continue  # the same events again, the refused one dead-lettered
+            self._refused.clear()
             self.events_consumed += end - start
             self.deliveries_written += sum(o.topic != self._topics.deadletters for o in outgoing)
             for record_metrics in self._uncommitted:
                 record_metrics()
             self.kafka_stats.note_committed(offsets)
             start = end
+
+    def _refuse(self, exc: RecordRefused) -> None:
+        """Dead-letter the event of a refused record when its chunk is planned again; if
+        its dead letter is refused too, without the event's bytes; then give up."""
+        source, size = exc.outgoing.source, len(exc.outgoing.value)
+        if source is None:
+            raise exc.error
+        detail = f"the producer refused its {size:,}-byte record: {exc.error}"
+        detail, size, refusals = self._refused.get(source, (detail, size, 0))
+        if refusals >= 2:
+            raise exc.error
+        logger.error("fan-out: %s/%d@%d: %s", *astuple(source), exc)
+        self._refused[source] = (detail, size, refusals + 1)
 
     async def _commit_chunk(self, outgoing: list[Outgoing], offsets: list[TopicPartition]) -> bool:
         """Commit one chunk with the offsets of every event up to its end; False when the
@@ -268,18 +304,24 @@ class FanoutWorker:
         await asyncio.wait({work}, timeout=0.5)
         paused: list[TopicPartition] = []
         give_up = time.monotonic() + _WEDGED_AFTER
-        while not work.done():
-            if time.monotonic() > give_up:
-                raise TransactionWedged(f"no answer from the transaction in {_WEDGED_AFTER:.0f} s")
-            msgs = await self._consumer.consume(100, 0.1)
-            self._carry += data_messages(msgs, "events topic")
-            if len(self._carry) >= self._settings.fanout_batch_max and not paused:
-                c = self._consumer.consumer
-                paused = await self._consumer.call(c.assignment)
-                await self._consumer.call(c.pause, paused)
-        if paused:
-            c = self._consumer.consumer
-            await self._consumer.call(c.resume, paused)
+        c = self._consumer.consumer
+        try:
+            while not work.done():
+                if time.monotonic() > give_up:
+                    raise TransactionWedged(
+                        f"no answer from the transaction in {_WEDGED_AFTER:.0f} s"
+                    )
+                msgs = await self._consumer.consume(100, 0.1)
+                self._carry += data_messages(msgs, "events topic")
+                if len(self._carry) >= self._settings.fanout_batch_max and not paused:
+                    paused = await self._consumer.call(c.assignment)
+                    await self._consumer.call(c.pause, paused)
+        finally:
+            # Whatever ends the wait (a wedged transaction given up included): paused
+            # partitions left paused are never read again (the fault suite's broker
+            # restart found it: the fan-out stopped for good).
+            if paused:
+                await self._consumer.call(c.resume, paused)
         work.result()
 
     def _commit_batch(self, outgoing: list[Outgoing], offsets: list[TopicPartition]) -> None:
@@ -289,7 +331,13 @@ class FanoutWorker:
         try:
             p.begin_transaction()
             for o in outgoing:
-                p.produce(o.topic, o.value, o.key)
+                try:
+                    p.produce(o.topic, o.value, o.key)
+                except DeliveryFailed as exc:
+                    # That record cannot be written, but the producer can: no new one,
+                    # no rewind (which would fetch the same event again, for ever).
+                    p.abort_transaction()
+                    raise RecordRefused(o, exc) from exc
             metadata = self._consumer.consumer.consumer_group_metadata()
             retry_retriable(p.send_offsets_to_transaction, offsets, metadata)
             retry_retriable(p.commit_transaction)
@@ -316,6 +364,14 @@ class FanoutWorker:
 
     def _plan(self, msg: Message, now_ms: int) -> list[Outgoing]:
         source = deadletters.Source(*position(msg))
+        if source in self._refused:
+            detail, size, refusals = self._refused[source]
+            self._uncommitted.append(lambda: self.metrics.event_consumed(None, 0))
+            letter = self._dead_letter(
+                deadletters.TOO_LARGE, detail, source, msg.value(), now_ms, size,
+                keep_raw=refusals < 2,  # its dead letter was refused too: without the bytes
+            )  # fmt: skip
+            return [letter]
         try:
             name, event = self._codec.decode(source.topic, msg.value() or b"")
         except SerializationError as exc:
@@ -335,11 +391,16 @@ class FanoutWorker:
         # Disabled webhooks too: the delivery worker dead-letters their deliveries
         # (webhook_disabled), so re-enabling and replaying gets every event to them.
         matches = self._table.index.match(event_type, include_disabled=True)
+        try:
+            encoded = encode_deliveries(
+                self._codec, self._delivery_topic, event_type, event, matches, now_ms
+            )
+        except RecordTooLarge as exc:
+            self._uncommitted.append(lambda: self.metrics.event_consumed(event_type, 0))
+            reason, raw = deadletters.TOO_LARGE, msg.value()
+            return [self._dead_letter(reason, str(exc), source, raw, now_ms, exc.size, event_type)]
         self._uncommitted.append(lambda: self.metrics.event_consumed(event_type, len(matches)))
-        encoded = encode_deliveries(
-            self._codec, self._delivery_topic, event_type, event, matches, now_ms
-        )
-        return [Outgoing(topic, key, value) for topic, key, value in encoded]
+        return [Outgoing(topic, key, value, source) for topic, key, value in encoded]
 
     def _delivery_topic(self, webhook_id: str) -> str:
         topic = self._topic_names.get(webhook_id)
@@ -348,16 +409,28 @@ class FanoutWorker:
         return topic
 
     def _dead_letter(
-        self, reason: str, detail: str, source: deadletters.Source, raw: bytes | None, now_ms: int
+        self,
+        reason: str,
+        detail: str,
+        source: deadletters.Source,
+        raw: bytes | None,
+        now_ms: int,
+        original_size: int | None = None,
+        event_type: str | None = None,
+        keep_raw: bool = True,
     ) -> Outgoing:
-        logger.error(
-            "dead-lettering %s/%d@%d: %s", source.topic, source.partition, source.offset, detail
-        )
-        record = deadletters.build(reason, detail, source, now_ms, raw=raw)
-        value = self._codec.encode(self._topics.deadletters, schemas.DEAD_LETTER, record)
+        record = deadletters.build(reason, detail, source, now_ms, raw=raw,
+                                   original_size=original_size)  # fmt: skip
+        if not keep_raw:
+            record = deadletters.cut(record, len(raw or b""), keep=0)
+        logger.error("dead-lettering %s/%d@%d: %s", *astuple(source), record["detail"])
+        record, value = deadletters.fit(record, self._encode_dead_letter)
         self.dead_lettered += 1
-        self._uncommitted.append(lambda: self.metrics.dead_lettered(reason, None))
-        return Outgoing(self._topics.deadletters, deadletters.key_of(record), value)
+        self._uncommitted.append(lambda: self.metrics.dead_lettered(reason, event_type))
+        return Outgoing(self._topics.deadletters, deadletters.key_of(record), value, source)
+
+    def _encode_dead_letter(self, record: dict[str, Any]) -> bytes:
+        return self._codec.encode(self._topics.deadletters, schemas.DEAD_LETTER, record)
 
 
 def _next_offsets(msgs: list[Message]) -> list[TopicPartition]:

@@ -112,15 +112,17 @@ async def list_attempts(request: web.Request) -> web.Response:
 async def list_dead_letters(request: web.Request) -> web.Response:
     query = request.query
     limit = req.query_limit(query, 100, 1000)
+    cursor = req.query_cursor(query)
     filters = {k: query[k] for k in ("webhook_id", "event_id", "event_type") if query.get(k)}
-    found = await _service(request).dead_letters(filters, limit)
-    return web.json_response({"dead_letters": [dead_letter_view(d) for d in found]})
+    found, next_cursor = await _service(request).dead_letters(filters, limit, cursor)
+    views = [dead_letter_view(d) for d in found]
+    return web.json_response({"dead_letters": views, "next_cursor": next_cursor})
 
 
 async def replay_dead_letters(request: web.Request) -> web.Response:
     filters = req.parse_replay(await json_body(request))
-    replayed, skipped = await _service(request).replay(filters)
-    return web.json_response({"replayed": replayed, "not_replayable": skipped})
+    report = await _service(request).replay(filters)
+    return web.json_response(report.as_dict())
 
 
 async def openapi(request: web.Request) -> web.Response:

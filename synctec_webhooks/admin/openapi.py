@@ -56,6 +56,14 @@ _LIMIT = {
     "required": False,
     "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
 }
+_CURSOR_PATTERN = r"^[0-9]{1,15}\.dl_[0-9a-f]{32}$"
+_CURSOR = {
+    "name": "cursor",
+    "in": "query",
+    "required": False,
+    "description": "the next_cursor of the page before",
+    "schema": {"type": "string", "pattern": _CURSOR_PATTERN},
+}
 _BAD_QUERY = {"400": _error("a query parameter is invalid")}
 
 
@@ -306,19 +314,28 @@ def _paths() -> dict[str, Any]:
         },
         "/dead-letters": {
             "get": {
-                "summary": "dead letters, newest first",
+                "summary": "dead letters, newest first, a page at a time",
+                "description": "Newest first by when the delivery's round began (its "
+                "creation or its replay; for records that were never a delivery, when they "
+                "failed). Each dead letter once, however many retry chains ended in it. "
+                "Pass `next_cursor` as `cursor` for the next page.",
                 "parameters": [
                     {"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
                     for n in ("webhook_id", "event_id", "event_type")
                 ]
-                + [_LIMIT],
+                + [_LIMIT, _CURSOR],
                 "responses": {
                     "200": _json(
                         _obj(
-                            ["dead_letters"],
-                            {"dead_letters": {"type": "array", "items": _ref("DeadLetter")}},
+                            ["dead_letters", "next_cursor"],
+                            {
+                                "dead_letters": {"type": "array", "items": _ref("DeadLetter")},
+                                "next_cursor": _nullable(
+                                    {"type": "string", "pattern": _CURSOR_PATTERN}
+                                ),
+                            },
                         ),
-                        "dead letters",
+                        "a page of dead letters; next_cursor is null on the last page",
                     ),
                     **_BAD_QUERY,
                     **_COMMON,
@@ -335,9 +352,9 @@ def _paths() -> dict[str, Any]:
                             "schema": _obj(
                                 [],
                                 {
-                                    "webhook_id": {"type": "string"},
-                                    "event_id": {"type": "string"},
-                                    "event_type": {"type": "string"},
+                                    "webhook_id": {"type": "string", "minLength": 1},
+                                    "event_id": {"type": "string", "minLength": 1},
+                                    "event_type": {"type": "string", "minLength": 1},
                                     "dead_letter_ids": {
                                         "type": "array",
                                         "maxItems": 1000,
@@ -354,13 +371,22 @@ def _paths() -> dict[str, Any]:
                 "responses": {
                     "200": _json(
                         _obj(
-                            ["replayed", "not_replayable"],
+                            ["replayed", "not_replayable", "not_replayable_reasons"],
                             {
                                 "replayed": {"type": "integer", "minimum": 0},
                                 "not_replayable": {"type": "integer", "minimum": 0},
+                                "not_replayable_reasons": {
+                                    "type": "object",
+                                    "description": "not_replayable by reason: "
+                                    "webhook_not_found (the webhook was deleted: its topic "
+                                    "is not recreated, the dead letter is left as it is), "
+                                    "no_delivery (nothing to replay)",
+                                    "additionalProperties": {"type": "integer", "minimum": 1},
+                                },
                             },
                         ),
-                        "how many went back to their delivery topic",
+                        "how many went back to their delivery topic; dead letters replayed "
+                        "before are left out, so a second replay (a double click) sends none",
                     ),
                     **_BODY_ERRORS,
                     **_COMMON,

@@ -13,6 +13,7 @@ from typing import Any
 
 from synctec_webhooks import schemas
 from synctec_webhooks.admin.errors import ApiError, invalid
+from synctec_webhooks.deadletters.listing import parse_cursor
 from synctec_webhooks.webhooks import PATCHABLE
 
 WEBHOOK_ID = re.compile(r"^wh_[0-9a-f]{24}$")
@@ -106,6 +107,8 @@ def parse_replay(body: Mapping[str, Any]) -> dict[str, Any]:
     for key in ("webhook_id", "event_id", "event_type"):
         if key in body:
             filters[key] = _string(body, key)
+            if not filters[key]:  # "" would match everything: no filter at all
+                raise invalid(key, "must not be empty")
     if "dead_letter_ids" in body:
         ids = body["dead_letter_ids"]
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
@@ -126,6 +129,18 @@ def parse_replay(body: Mapping[str, Any]) -> dict[str, Any]:
             "body",
         )
     return filters
+
+
+def query_cursor(query: Mapping[str, str]) -> str | None:
+    """`cursor`: the `next_cursor` of the page before, as it was given."""
+    raw = query.get("cursor")
+    if raw is None:
+        return None
+    try:
+        parse_cursor(raw)
+    except ValueError as exc:
+        raise ApiError(400, "invalid_query", str(exc)) from None
+    return raw
 
 
 def query_limit(query: Mapping[str, str], default: int, maximum: int) -> int:

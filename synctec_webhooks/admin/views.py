@@ -49,9 +49,18 @@ def created(sub: Subscription) -> dict[str, Any]:
 
 
 def dead_letter_view(summary: dict[str, Any]) -> dict[str, Any]:
-    """consumers.deadletters.DeadLetterView.summary(), history URLs redacted."""
+    """deadletters.replay.DeadLetterView.summary(), with the password of every URL it
+    tried masked wherever it shows: the URLs, their errors, the detail. The API and the
+    CLI's `dead-letters list` show this."""
+    urls = {h["url"] for h in summary["history"] if h.get("url")}
+
+    def redact(text: str | None) -> str | None:
+        for url in urls:
+            text = redact_url(text, url) if text else text
+        return text
+
     history = [
-        {**h, "url": redact_url(h["url"], h["url"]) if h.get("url") else h.get("url")}
+        {**h, "url": redact(h.get("url")), "error": redact(h.get("error"))}
         for h in summary["history"]
     ]
-    return {**summary, "history": history}
+    return {**summary, "detail": redact(summary["detail"]), "history": history}

@@ -1,14 +1,20 @@
 """The attempts topic, followed: recent attempts per webhook, and each one to a callback.
 
 Followed from its beginning without a consumer group (`kafka.TopicFollower`, like the
-subscription table), so every admin replica sees every attempt; each webhook keeps its newest
-`SYNCTEC_ATTEMPTS_PER_WEBHOOK` in memory, older ones are dropped. The topic itself is
-bounded by its retention (a week).
+subscription table), so every admin replica sees every attempt. The topic holds a week
+of POSTs, which can be millions (10,000 webhooks x 100 attempts each is a million), so
+what is kept in memory is bounded twice: at most `SYNCTEC_ATTEMPTS_PER_WEBHOOK` (100) per
+webhook, among the newest `SYNCTEC_ATTEMPTS_KEPT` (200,000) of all webhooks; plus every
+webhook's last attempt, for its "last attempt" column. Each is kept as the record's
+bytes (about 260 with what holds them; a decoded dict takes four times that) and is
+decoded when asked for.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+import sys
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -28,11 +34,19 @@ OnAttempt = Callable[[dict[str, Any]], Awaitable[None]]
 
 class AttemptLog:
     def __init__(self, settings: Settings, codec: Codec, on_attempt: OnAttempt) -> None:
-        self._settings = settings
         self._codec = codec
         self._on_attempt = on_attempt
+        self._per_webhook = settings.attempts_per_webhook
+        self._budget = settings.attempts_kept
         self.topic = Topics(settings.topic_prefix).attempts
-        self._recent: dict[str, deque[dict[str, Any]]] = {}
+        self._recent: dict[str, deque[bytes]] = {}  # per webhook, oldest first
+        self._last: dict[str, bytes] = {}
+        # The webhook of every attempt kept, in the order they came (the whole log's
+        # eviction order), and per webhook how many of its oldest entries here name an
+        # attempt its own ring dropped already.
+        self._order: deque[str] = deque()
+        self._stale: dict[str, int] = {}
+        self.kept = 0  # attempts held in the rings
         self._follower = TopicFollower(
             settings, self.topic, "admin-attempts", self._on_batch, wait=0.2
         )
@@ -43,36 +57,66 @@ class AttemptLog:
 
     async def _on_batch(self, msgs: list[Message]) -> None:
         for msg in msgs:
+            raw = msg.value() or b""
             try:
-                _, record = self._codec.decode(self.topic, msg.value() or b"")
+                _, record = self._codec.decode(self.topic, raw)
             except SerializationError as exc:
                 logger.warning("skipping an unreadable attempt record: %s", exc)
                 continue
-            self._keep(record)
+            self._keep(sys.intern(record["webhook_id"]), raw)
             try:
                 await self._on_attempt(record)
             except Exception:
                 # Health bookkeeping must not stop the log; the next attempt tries again.
                 logger.exception("handling attempt of %s failed", record.get("webhook_id"))
 
-    def _keep(self, record: dict[str, Any]) -> None:
-        recent = self._recent.get(record["webhook_id"])
-        if recent is None:
-            limit = self._settings.attempts_per_webhook
-            recent = self._recent[record["webhook_id"]] = deque(maxlen=limit)
-        recent.append(record)
+    def _keep(self, webhook_id: str, raw: bytes) -> None:
+        ring = self._recent.get(webhook_id)
+        if ring is None:
+            ring = self._recent[webhook_id] = deque()
+        ring.append(raw)
+        self._last[webhook_id] = raw
+        self._order.append(webhook_id)
+        self.kept += 1
+        if len(ring) > self._per_webhook:
+            ring.popleft()
+            self.kept -= 1
+            self._stale[webhook_id] = self._stale.get(webhook_id, 0) + 1
+        while len(self._order) > self._budget:
+            self._evict_oldest()
+
+    def _evict_oldest(self) -> None:
+        webhook_id = self._order.popleft()
+        stale = self._stale.get(webhook_id, 0)
+        if stale > 1:
+            self._stale[webhook_id] = stale - 1
+        elif stale == 1:
+            del self._stale[webhook_id]
+        else:
+            ring = self._recent[webhook_id]
+            ring.popleft()
+            self.kept -= 1
+            if not ring:
+                del self._recent[webhook_id]
+
+    def _decode(self, raw: bytes) -> dict[str, Any]:
+        return self._codec.decode(self.topic, raw)[1]
 
     def recent(self, webhook_id: str, limit: int | None = None) -> list[dict[str, Any]]:
         """The newest attempts first."""
-        found = list(reversed(self._recent.get(webhook_id, ())))
-        return found[:limit] if limit is not None else found
+        ring = self._recent.get(webhook_id, deque())
+        return [self._decode(raw) for raw in itertools.islice(reversed(ring), limit)]
 
     def last(self, webhook_id: str) -> dict[str, Any] | None:
-        recent = self._recent.get(webhook_id)
-        return recent[-1] if recent else None
+        raw = self._last.get(webhook_id)
+        return self._decode(raw) if raw is not None else None
 
     def forget(self, webhook_id: str) -> None:
-        self._recent.pop(webhook_id, None)
+        ring = self._recent.pop(webhook_id, None)
+        self._last.pop(webhook_id, None)
+        if ring:  # their entries in the eviction order now name nothing
+            self.kept -= len(ring)
+            self._stale[webhook_id] = self._stale.get(webhook_id, 0) + len(ring)
 
     async def stop(self) -> None:
         await self._follower.stop()

@@ -10,10 +10,13 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from synctec_webhooks.config import Settings
 from synctec_webhooks.errors import ConfigError
+
+if TYPE_CHECKING:
+    from synctec_webhooks.producers.subscriptions import Resealed
 
 
 def _settings() -> Settings:
@@ -58,20 +61,25 @@ def cmd_admin(args: argparse.Namespace) -> int:
     from synctec_webhooks.admin import check_token
     from synctec_webhooks.cli.process import (
         ADMIN,
+        cap_malloc_arenas,
         install_stop_handlers,
         run_workers,
         setup_logging,
     )
+    from synctec_webhooks.secrets_crypto import sealing_box
 
     setup_logging()
     settings = _settings()
     check_token(settings.admin_token)  # before connecting to anything
+    sealing_box(settings)  # it seals new secrets: never with a key the workers lack
 
     async def main() -> None:
         stop = asyncio.Event()
         install_stop_handlers(stop)
         await run_workers(settings, [ADMIN], stop)
 
+    # Its readers' threads would each keep an arena of freed memory (docs/benchmarks.md).
+    cap_malloc_arenas()
     asyncio.run(main())
     return 0
 
@@ -155,6 +163,8 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
         if not subs and not args.json:
             print("no webhooks yet: synctec-webhooks webhooks add --url URL --events '*'")
         return 0
+    if args.action == "reseal":
+        return _reseal(writer.reseal(), args.json)
     if not writer.remove(args.id):
         print(f"error: no webhook {args.id}; see 'synctec-webhooks webhooks list'", file=sys.stderr)
         return 1
@@ -162,16 +172,53 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reseal(report: Resealed, json_output: bool) -> int:
+    """`webhooks reseal`'s report; exit 1 while any webhook is left that no listed key opens."""
+    if json_output:
+        _print_json(report.as_dict())
+    else:
+        print(
+            f"resealed {len(report.resealed)} webhooks under the first key of SYNCTEC_SECRET_KEY; "
+            f"{len(report.current)} already were"
+            + (f"; sealed {len(report.plain)} clear secrets" if report.plain else "")
+            + (f"; {len(report.repaired)} changed meanwhile, rewritten" if report.repaired else "")
+        )
+    for why in report.unopened.values():
+        print(f"error: {why}", file=sys.stderr)
+    if report.unopened:
+        print(
+            f"error: {len(report.unopened)} webhooks not resealed: their deliveries are "
+            "dead-lettered (secret_unavailable) until a listed key opens them; keep the old "
+            "key until this reports none (docs/operations.md, 'Rotating the sealing key')",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def cmd_dead_letters(args: argparse.Namespace) -> int:
-    from synctec_webhooks.deadletters.replay import DeadLetters
+    from synctec_webhooks.admin.views import dead_letter_view
+    from synctec_webhooks.deadletters.listing import Filters
+    from synctec_webhooks.deadletters.replay import NOT_REPLAYABLE, DeadLetters
     from synctec_webhooks.serialization import make_codec
 
+    ids = frozenset(args.id) if getattr(args, "id", None) else None
+    filters = Filters(args.webhook, args.event_id, args.event_type, ids)
+    if args.action == "replay" and filters.empty and not args.all:
+        # As the API refuses an empty body: a bare `replay` must not resend everything.
+        print(
+            "error: give a filter (--webhook, --event-id, --event-type, --id), or --all to "
+            "replay every dead letter; nothing was replayed",
+            file=sys.stderr,
+        )
+        return 2
     settings = _settings()
     dls = DeadLetters(settings, make_codec(settings.schema_registry_url))
     if args.action == "list":
-        views = dls.list(args.webhook, args.event_id, args.event_type)
-        for v in views:
-            s = v.summary()
+        shown = 0
+        for v in dls.views(filters):
+            s = dead_letter_view(v.summary())  # the API's view: URL passwords masked
+            shown += 1
             if args.json:
                 _print_json(s)
             else:
@@ -180,13 +227,16 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
                     f"{s['dead_letter_id']}  {state:8}  {s['reason']:18} webhook={s['webhook_id']} "
                     f"event={s['event_id']} attempts={s['attempts']}  {s['detail']}"
                 )
-        if not views and not args.json:
+        if not shown and not args.json:
             print("no dead letters")
         return 0
-    replayed, skipped = dls.replay(args.webhook, args.event_id, args.event_type)
+    report = dls.replay_report(filters, everything=args.all)
     print(
-        f"replayed {replayed} dead letters"
-        + (f"; {skipped} had no delivery to replay" if skipped else "")
+        f"replayed {report.replayed} dead letter{'' if report.replayed == 1 else 's'}"
+        + "".join(
+            f"; {count} not replayable: {NOT_REPLAYABLE.get(reason, reason)}"
+            for reason, count in sorted(report.not_replayable.items())
+        )
     )
     return 0
 
@@ -246,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("event", nargs="?", help="the event as JSON; '-' or absent reads stdin")
     s.set_defaults(func=cmd_emit)
 
-    s = sub.add_parser("webhooks", help="add, list, remove webhook subscriptions")
+    s = sub.add_parser("webhooks", help="add, list, remove, reseal webhook subscriptions")
     wsub = s.add_subparsers(dest="action", required=True, metavar="ACTION")
     a = wsub.add_parser("add", help="register a webhook; prints its id and secret")
     a.add_argument("--url", required=True)
@@ -259,6 +309,12 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--json", action="store_true", help="one JSON object per line")
     a = wsub.add_parser("remove", help="remove a webhook (a tombstone on the topic)")
     a.add_argument("id")
+    a = wsub.add_parser(
+        "reseal",
+        help="seal every webhook's secrets again under the first key of SYNCTEC_SECRET_KEY "
+        "(key rotation); reports those no listed key opens",
+    )
+    a.add_argument("--json", action="store_true", help="one JSON object: ids by outcome")
     s.set_defaults(func=cmd_webhooks)
 
     s = sub.add_parser("dead-letters", help="list or replay dead letters")
@@ -270,6 +326,11 @@ def build_parser() -> argparse.ArgumentParser:
         a.add_argument("--event-type", help="only this event type")
         if name == "list":
             a.add_argument("--json", action="store_true", help="one JSON object per line")
+        else:
+            a.add_argument("--id", action="append", help="only this dead-letter id (repeatable)")
+            a.add_argument(
+                "--all", action="store_true", help="every dead letter (needed without a filter)"
+            )
     s.set_defaults(func=cmd_dead_letters)
 
     s = sub.add_parser(

@@ -25,7 +25,7 @@ from synctec_webhooks.config import Settings
 from synctec_webhooks.errors import ConfigError
 from synctec_webhooks.localkafka import BrokerError, LocalBroker
 from synctec_webhooks.ops.server import OpsServer
-from synctec_webhooks.secrets_crypto import load_box
+from synctec_webhooks.secrets_crypto import KEY_FILE, ensure_key_file
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,14 @@ def _walkthrough(settings: Settings, admin_url: str, token: str | None) -> str:
         "SYNCTEC_ALLOW_PRIVATE_NETWORKS=127.0.0.0/8,::1/128 (as `make run` does) to use a "
         "local receiver."
     )
+    if not settings.secret_keys:
+        # The other terminals seal with run's key file; only run makes one (secrets_crypto).
+        where = f"{Path(settings.state_dir) / KEY_FILE}, relative to this folder"
+        if settings.state_dir != Settings.state_dir:
+            state = Path(settings.state_dir).absolute()
+            exports += f"\n  export SYNCTEC_STATE_DIR={state}"
+            where = f"{state / KEY_FILE} (SYNCTEC_STATE_DIR)"
+        guard += f"\nWebhook secrets are sealed with the key in {where}."
     page = f"{admin_url}/#token={token}" if token else f"{admin_url}/ (token: $SYNCTEC_ADMIN_TOKEN)"
     token_line = f"\n  admin token (generated for this run): {token}" if token else ""
     return f"""
@@ -93,7 +101,7 @@ def run_all(json_output: bool, data_dir: Path | None) -> int:
         settings = settings.with_(admin_token=generated)
     try:
         check_token(settings.admin_token)
-        load_box(settings, create=True)  # the workers read the same key file
+        ensure_key_file(settings)  # the workers, and commands run here, read the same file
     except ConfigError as exc:
         if broker is not None:
             broker.stop()

@@ -63,6 +63,12 @@ class TopicAdmin:
                 except KafkaException as exc:
                     if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                         raise
+                except TimeoutError:
+                    # An AdminClient is never polled otherwise, so a refused login (a
+                    # wrong SASL password) would end as a bare timeout: serve error_cb
+                    # now, so the log says why the broker did not answer.
+                    self._admin.poll(0)
+                    raise
                 self._known.add(name)
 
     def known(self, topic: str) -> bool:

@@ -1,5 +1,11 @@
 """Client configuration: what every client, producer and consumer of the package sets,
-and where librdkafka's errors and log lines go."""
+and where librdkafka's errors and log lines go.
+
+Every client starts from `base_config`, so the connection's security (TLS, SASL: the
+`SYNCTEC_KAFKA_*` settings, `synctec_webhooks.kafka_properties`) reaches producers,
+workers, the admin service, the CLI, topic admins and followers alike. The local broker's
+readiness probe (probe.py) is the one exception: it asks the internal PLAINTEXT listener.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ from typing import Any
 from confluent_kafka import KafkaError
 
 from synctec_webhooks.config import Settings
+from synctec_webhooks.ops.logs import mask_value
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +48,13 @@ _librdkafka_logger = logging.getLogger("librdkafka")
 
 
 def base_config(settings: Settings, client_id: str) -> dict[str, Any]:
-    conf: dict[str, Any] = {
+    # Secrets leave their wrapper here, for librdkafka only: from now on the log
+    # redactor masks them wherever they turn up (a librdkafka log line, an error).
+    for secret in settings.kafka.secrets():
+        mask_value(secret)
+    # First, so the keys below always win (kafka_properties refuses them anyway).
+    conf: dict[str, Any] = settings.kafka.librdkafka()
+    conf |= {
         "bootstrap.servers": settings.bootstrap_servers,
         "client.id": f"{settings.topic_prefix}-{client_id}",
         "error_cb": _error_cb,

@@ -63,6 +63,13 @@ def reader_config(settings: Settings, client_id: str, **extra: Any) -> dict[str,
             # request: 500 ms by default, 100 here.
             "fetch.wait.max.ms": 100,
             "isolation.level": "read_committed",
+            # Prefetch a few MB, not librdkafka's 64 MB / 100,000 records per partition:
+            # these readers go through whole topics (a week of attempts, every dead
+            # letter) in the admin service, which must stay in its pod's memory. It
+            # peaked 30-60 MB higher with the defaults (docs/benchmarks.md, admin run).
+            "queued.max.messages.kbytes": 4096,
+            "queued.min.messages": 10_000,
+            "fetch.max.bytes": 2 * 1024 * 1024,
         }
     )
     conf.update(extra)

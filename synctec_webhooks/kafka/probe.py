@@ -2,7 +2,9 @@
 
 They take a bootstrap string only: the probe runs before any `Settings` exist, and asks
 a broker that is still starting, so its refusals are expected and not logged, and
-reconnects are retried quickly.
+reconnects are retried quickly. They never get the platform's `SYNCTEC_KAFKA_*` security
+settings: a local node is asked on its internal PLAINTEXT listener, which stays open
+(for the node itself and this probe) beside a SASL_SSL listener when one is configured.
 """
 
 from __future__ import annotations

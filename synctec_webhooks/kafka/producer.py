@@ -33,6 +33,15 @@ def _retriable(err: KafkaError) -> bool:
     )
 
 
+def _too_large(err: KafkaError) -> bool:
+    # librdkafka refuses locally with the broker's code; the broker with it or the batch's.
+    return err.code() in (KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE)
+
+
+def _failed(err: KafkaError) -> DeliveryFailed:
+    return DeliveryFailed(err, retriable=_retriable(err), too_large=_too_large(err))
+
+
 class AsyncProducer:
     """A `Producer` whose produce() returns an asyncio future resolved on broker ack."""
 
@@ -78,6 +87,11 @@ class AsyncProducer:
             except BufferError:
                 # Local queue full: let the poll thread drain delivery reports.
                 self._producer.poll(0.1)
+            except KafkaException as exc:
+                # Refused before it was queued (a record over message.max.bytes, say):
+                # failed like any record the broker did not take, so callers see one error.
+                fut.set_exception(_failed(exc.args[0]))
+                return fut
 
     def produce_nowait(self, topic: str, value: bytes, key: bytes | str | None) -> None:
         """Best-effort produce (the attempt log): a failure is only logged.
@@ -105,6 +119,9 @@ class AsyncProducer:
                 return
             except BufferError:
                 producer.poll(0.1)
+            except KafkaException as exc:
+                logger.warning("best-effort record not written to %s: %s", topic, exc)
+                return
 
     def flush(self, timeout: float = 30.0) -> int:
         return self._producer.flush(timeout)
@@ -127,7 +144,7 @@ def _settle(fut: asyncio.Future[Message], err: KafkaError | None, msg: Message) 
     if fut.done():
         return
     if err is not None:
-        fut.set_exception(DeliveryFailed(err, retriable=_retriable(err)))
+        fut.set_exception(_failed(err))
     else:
         fut.set_result(msg)
 
@@ -143,7 +160,7 @@ async def produce_until_acked(
     """Produce, and on a retriable failure produce again until the broker acknowledges.
 
     The caller's offset is not stored meanwhile, so a crash here re-delivers rather
-    than loses. A non-retriable error (e.g. record too large) is raised.
+    than loses. A non-retriable error is raised (`too_large` set for a record too large).
     """
     delay = 0.5
     while True:
@@ -207,12 +224,20 @@ class TransactionalProducer:
         self._producer.begin_transaction()
 
     def produce(self, topic: str, value: bytes, key: str) -> None:
+        """Queue a record in the open transaction. One refused for its size raises
+        DeliveryFailed (`too_large`): that record cannot be written, but the producer and
+        its transaction are sound; any other KafkaException is the transaction's."""
         while True:
             try:
                 self._producer.produce(topic, value=value, key=key)
                 return
             except BufferError:
                 self._producer.poll(0.1)
+            except KafkaException as exc:
+                err: KafkaError = exc.args[0]
+                if not _too_large(err) or err.fatal() or err.txn_requires_abort():
+                    raise
+                raise _failed(err) from exc
 
     def send_offsets_to_transaction(self, offsets: list[Any], group_metadata: Any) -> None:
         self._producer.send_offsets_to_transaction(offsets, group_metadata, 30)

@@ -14,6 +14,7 @@ from pathlib import Path
 from string import Template
 
 from synctec_webhooks.localkafka.files import PROPERTIES_TEMPLATE
+from synctec_webhooks.localkafka.security import SaslSslListener
 
 PORTS_FILE = "ports.json"
 
@@ -128,13 +129,18 @@ def render_properties(
     node_id: int = 1,
     voters: str | None = None,
     replication: Replication = SINGLE_NODE,
+    sasl_ssl: tuple[SaslSslListener, int] | None = None,
 ) -> str:
     """server.properties for one combined broker+controller node listening on 127.0.0.1.
 
     `voters` is the cluster's `controller.quorum.voters`; by default the node is alone.
+    `sasl_ssl` adds that listener on that port.
     """
     template = Template(PROPERTIES_TEMPLATE.read_text())
+    listener, port = sasl_ssl if sasl_ssl else (None, 0)
     return template.substitute(
+        sasl_ssl_listener=f",SASL_SSL://127.0.0.1:{port}" if listener else "",
+        sasl_ssl_properties=listener.properties() if listener else "",
         broker_port=broker_port,
         controller_port=controller_port,
         log_dir=log_dir,

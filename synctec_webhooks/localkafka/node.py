@@ -8,6 +8,8 @@ drives several of them. A node's data dir holds everything it needs::
     ports.json          the ports of the last start, reused so clients keep working
     kraft-logs/         Kafka's log dir (topic data and the metadata log)
     broker.log          the JVM's stdout and stderr, unless a log file is given
+
+A node may also listen for SASL_SSL clients (`sasl_ssl=`, see security.py).
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ from synctec_webhooks.localkafka.config import (
     SINGLE_NODE,
     Replication,
     choose_ports,
+    free_port,
     new_cluster_id,
+    port_is_free,
     read_ports,
     render_properties,
     write_ports,
@@ -44,6 +48,7 @@ from synctec_webhooks.localkafka.config import (
 from synctec_webhooks.localkafka.files import LOG4J2_FILE
 from synctec_webhooks.localkafka.jars import KAFKA_VERSION, fetch_jars
 from synctec_webhooks.localkafka.readiness import wait_until_serving
+from synctec_webhooks.localkafka.security import SaslSslListener
 from synctec_webhooks.localkafka.tools import TAIL_LINES, require_tool, tail
 
 logger = logging.getLogger(__name__)
@@ -99,6 +104,7 @@ class LocalBroker:
         *,
         node_id: int = 1,
         replication: Replication = SINGLE_NODE,
+        sasl_ssl: SaslSslListener | None = None,
     ) -> None:
         self._requested_dir = data_dir
         self._requested_port = port
@@ -112,6 +118,8 @@ class LocalBroker:
         self._ports: tuple[int, int] | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._log_offset = 0
+        self._sasl_ssl = sasl_ssl
+        self._sasl_ssl_port: int | None = None
 
     # -- state --
 
@@ -145,6 +153,15 @@ class LocalBroker:
         return f"127.0.0.1:{self._started_ports()[0]}"
 
     @property
+    def sasl_ssl_bootstrap_servers(self) -> str:
+        """The SASL_SSL listener's address (the node was made with `sasl_ssl=`)."""
+        if self._sasl_ssl is None:
+            raise BrokerError("the broker has no SASL_SSL listener: pass sasl_ssl=")
+        if self._sasl_ssl_port is None:
+            raise BrokerError("the broker has not been started")
+        return f"127.0.0.1:{self._sasl_ssl_port}"
+
+    @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
@@ -167,6 +184,7 @@ class LocalBroker:
             if self._membership is None:  # a cluster's node keeps the ports its voters know
                 stored = read_ports(data_dir / PORTS_FILE)
                 self._ports = choose_ports(stored, self._requested_port)
+            self._choose_sasl_ssl_port()
             self._write_config()
             self._format_if_new(java, jars)
             self._launch(java, jars)
@@ -254,6 +272,23 @@ class LocalBroker:
         self._data_dir.mkdir(parents=True, exist_ok=True)
         return self._data_dir
 
+    def _choose_sasl_ssl_port(self) -> None:
+        """The listener's port: the requested one, else the previous start's while free."""
+        if self._sasl_ssl is None:
+            return
+        port = self._sasl_ssl.port
+        if port is None:
+            previous = self._sasl_ssl_port
+            port = previous if previous is not None and port_is_free(previous) else free_port()
+        while port in self._started_ports():
+            port = free_port()
+        self._sasl_ssl_port = port
+
+    def _sasl_ssl_config(self) -> tuple[SaslSslListener, int] | None:
+        if self._sasl_ssl is None or self._sasl_ssl_port is None:
+            return None
+        return self._sasl_ssl, self._sasl_ssl_port
+
     def _write_config(self) -> None:
         broker_port, controller_port = self._started_ports()
         write_ports(self.data_dir / PORTS_FILE, (broker_port, controller_port))
@@ -264,8 +299,13 @@ class LocalBroker:
             node_id=self._node_id,
             voters=self.voters,
             replication=self._replication,
+            sasl_ssl=self._sasl_ssl_config(),
         )
-        (self.data_dir / "server.properties").write_text(properties)
+        path = self.data_dir / "server.properties"
+        if self._sasl_ssl is not None:  # it is about to hold the keystore password
+            path.touch(mode=0o600)
+            path.chmod(0o600)
+        path.write_text(properties)
 
     def _java_command(self, java: str, jars: Path, main_class: str) -> list[str]:
         return [
@@ -288,12 +328,15 @@ class LocalBroker:
         properties = self.data_dir / "server.properties"
         command = self._java_command(java, jars, "kafka.tools.StorageTool")
         command += ["format", "-t", cluster_id, "-c", str(properties)]
+        if self._sasl_ssl is not None:
+            # SCRAM credentials live in the metadata log: written when it is created.
+            command += self._sasl_ssl.format_arguments()
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
-            raise BrokerError(
-                f"formatting {log_dir} failed (exit {result.returncode}):"
-                f"\n{tail(result.stdout + result.stderr)}"
-            )
+            output = tail(result.stdout + result.stderr)
+            if self._sasl_ssl is not None:
+                output = self._sasl_ssl.mask(output)
+            raise BrokerError(f"formatting {log_dir} failed (exit {result.returncode}):\n{output}")
 
     def _launch(self, java: str, jars: Path) -> None:
         log_file = self.log_file

@@ -29,7 +29,31 @@ _PATTERNS = (
     (re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1" + MASK),
     # Standard Webhooks / StoreLink signatures: not secrets, but never useful in a log.
     (re.compile(r"\bv1,[A-Za-z0-9+/=]{20,}"), "v1," + MASK),
+    # Kafka client secrets echoed as properties (sasl.password=..., a JAAS password="...").
+    (
+        re.compile(r"(?i)\b((?:sasl|ssl)\.[a-z.]*(?:password|secret|passphrase)\s*[=:]\s*)\S+"),
+        r"\1" + MASK,
+    ),
+    (re.compile(r'(?i)\b(password\s*=\s*)"(?:[^"\\]|\\.)*"'), r'\1"' + MASK + '"'),
 )
+
+# Secret values known to this process (the Kafka clients' passwords, see mask_value):
+# masked wherever they appear, whatever the text around them. Longest first (one may
+# hold another); a tuple replaced whole, as clients are built on several threads.
+_values: tuple[str, ...] = ()
+_MIN_MASKED = 4  # shorter "secrets" would mask ordinary words
+
+
+def mask_value(value: str) -> None:
+    """Mask `value` in every log line from now on (kafka/config.py registers each secret
+    it hands to librdkafka, whose own log lines and errors cannot be trusted with them)."""
+    global _values
+    if len(value) < _MIN_MASKED:
+        return
+    # As the JSON format escapes it, too (a quote or a backslash in a password).
+    forms = {value, json.dumps(value, ensure_ascii=False)[1:-1]}
+    _values = tuple(sorted(set(_values) | forms, key=len, reverse=True))
+
 
 # LogRecord attributes that are not `extra=` fields.
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
@@ -40,6 +64,8 @@ _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | 
 
 
 def redact(text: str) -> str:
+    for value in _values:
+        text = text.replace(value, MASK)
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text

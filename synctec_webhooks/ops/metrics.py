@@ -62,6 +62,8 @@ DEAD_LETTER_REASONS = (
     deadletters.INVALID_SUBSCRIPTION,
     deadletters.REFUSED,
     deadletters.WEBHOOK_DISABLED,
+    deadletters.SECRET_UNAVAILABLE,
+    deadletters.TOO_LARGE,
 )
 # Codes worth a series from the start, so "no errors" reads as 0 rather than no data.
 COMMON_KAFKA_ERRORS = ("_TRANSPORT", "_ALL_BROKERS_DOWN")

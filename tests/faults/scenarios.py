@@ -19,8 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from confluent_kafka import Producer
+from cryptography.fernet import Fernet
 
+from synctec_webhooks import deadletters, schemas
+from synctec_webhooks.deadletters.replay import DeadLetters
 from synctec_webhooks.localkafka import LocalBroker, LocalCluster
+from synctec_webhooks.producers.subscriptions import SubscriptionWriter
+from synctec_webhooks.serialization import make_codec
 from synctec_webhooks.topics import Topics
 from tests.faults.oracle import Oracle, Report
 from tests.integration.harness import (
@@ -357,6 +362,58 @@ def retry_rebalance(bootstrap: str, logs: Path, scale: Scale) -> Report:
     return report
 
 
+def bad_records(bootstrap: str, logs: Path, scale: Scale) -> Report:
+    """An oversized event and a webhook whose secret no key opens, among healthy ones.
+
+    The oversized events are written straight to the events topic (as a producer that
+    does not validate would); each must become one `too_large` dead letter. The stray
+    webhook was sealed with a key no worker has: each of its pairs must be dead-lettered
+    `secret_unavailable` and none POSTed. The healthy endpoints must get every event.
+    """
+    run = Run("oversized events + unopenable secret", bootstrap, logs, scale)
+    run.endpoint("/a")
+    run.endpoint("/b", lambda _i: Reply(delay=0.02))
+    stray_key = Fernet.generate_key().decode()
+    stray = SubscriptionWriter(run.pipeline.settings.with_(secret_keys=(stray_key,)))
+    run.oracle.subscribe("/stray", stray.add(run.receiver.url("/stray"), "*").id)
+    run.webhooks["/stray"] = run.oracle.webhook_of_path["/stray"]
+    topics = Topics(run.pipeline.settings.topic_prefix)
+    raw = Producer({"bootstrap.servers": run.pipeline.settings.bootstrap_servers,
+                    "message.max.bytes": 1_048_000})  # fmt: skip
+    codec = make_codec(None)
+    oversized = max(3, scale.events // 200)
+    with running(run):
+        run.emit_in_background(scale.events, chunks=20)
+        for n in range(oversized):
+            event = product_synced(f"big{n}")
+            # ~170 KB of control characters: each becomes \u0001 (6 bytes) in the body.
+            event["product"]["title"] = "\x01" * 170_000
+            event["id"] = f"evt_oversized_{n}"
+            value = codec.encode(topics.events, schemas.EVENT_SCHEMA["product.synced"], event)
+            raw.produce(topics.events, value=value, key=f"big{n}")
+            time.sleep(random.uniform(0.1, 0.5))
+        raw.flush(30)
+        run.settle()
+    report = run.finish()
+    letters = DeadLetters(run.pipeline.settings, codec).list()
+    too_large = sum(1 for d in letters if d.record["reason"] == deadletters.TOO_LARGE)
+    if too_large != oversized:
+        report.notes.append(f"{too_large} too_large dead letters, expected {oversized}")
+    unopened = {
+        d.record["event_id"]
+        for d in letters
+        if d.record["reason"] == deadletters.SECRET_UNAVAILABLE
+    }
+    if len(unopened) != run.emitted:
+        report.notes.append(f"{len(unopened)} secret_unavailable events, expected {run.emitted}")
+    if run.receiver.received("/stray"):
+        report.notes.append("the webhook with an unopenable secret was POSTed to")
+    healthy = {r.json["id"] for r in run.receiver.received("/a")}
+    if len(healthy) != run.emitted:
+        report.notes.append(f"/a got {len(healthy)} of {run.emitted} events")
+    return report
+
+
 SCENARIOS: dict[str, Callable[[str, Path, Scale], Report]] = {
     "delivery_sigkill": delivery_worker_sigkill,
     "fanout_sigkill": fanout_sigkill,
@@ -368,4 +425,5 @@ SCENARIOS: dict[str, Callable[[str, Path, Scale], Report]] = {
     "cluster_node_killed": cluster_node_killed,
     "delivery_scale_out": delivery_scale_out,
     "retry_rebalance": retry_rebalance,
+    "bad_records": bad_records,
 }

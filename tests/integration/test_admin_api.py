@@ -319,7 +319,7 @@ def test_410_disables_then_events_are_dead_lettered_until_reenabled_and_replayed
     enabled = api.patch(f"/webhooks/{wid}", {"enabled": True})
     assert enabled.body["state"] == "enabled" and enabled.body["disabled_reason"] is None
     replay = api.post("/dead-letters/replay", {"webhook_id": wid, "event_id": event_id})
-    assert replay.body == {"replayed": 1, "not_replayable": 0}
+    assert replay.body == {"replayed": 1, "not_replayable": 0, "not_replayable_reasons": {}}
     got = receiver.wait_for(2, "/gone")
     assert got[-1].json["id"] == event_id
     assert webhook(api, wid)["enabled"]

@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 
 from tests.integration.admin_client import AdminClient
 from tests.integration.harness import LOOPBACK, Receiver, always, product_synced, wait_until
@@ -39,7 +40,10 @@ def test_webhooks_add_list_remove(kafka_bootstrap: str, unique_name: str, tmp_pa
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "SYNCTEC_TOPIC_PREFIX": unique_name,
-        "SYNCTEC_STATE_DIR": str(tmp_path),  # where `add` keeps the key it makes
+        # `add` seals the secret with it (without one, and with no `run` key file in the
+        # state folder, it refuses: tests/integration/test_secret_keys.py).
+        "SYNCTEC_SECRET_KEY": Fernet.generate_key().decode(),
+        "SYNCTEC_STATE_DIR": str(tmp_path),
     }
     res = cli(
         env,

@@ -16,7 +16,7 @@ import shlex
 import shutil
 import subprocess
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import jsonschema
@@ -30,7 +30,10 @@ from kubernetes_validate.utils import latest_version, schema_contents
 from synctec_webhooks.admin import check_token
 from synctec_webhooks.config import DEFAULT_PORTS, ConfigError, Settings
 from synctec_webhooks.kafka import TopicSpec, core_topics
+from synctec_webhooks.kafka.follower import READER_GROUP
 from synctec_webhooks.secrets_crypto import SecretBox
+from synctec_webhooks.topics import Topics
+from tests.integration.kafka_acls import kafka_users, may
 from tests.integration.prometheus_server import INSTALL_HINT
 from tools import dashboard as dash
 
@@ -54,6 +57,10 @@ SECRETS_OF = {
     ADMIN: {SECRET_KEY, ADMIN_TOKEN},
 }
 K8S_SECRET = "synctec-webhooks-secrets"
+# Each role is its own Kafka user (kafka-users.yaml), its password a mounted file.
+KAFKA_USER = "SYNCTEC_KAFKA_SASL_USERNAME"
+PASSWORD_FILE = "SYNCTEC_KAFKA_SASL_PASSWORD_FILE"
+CA_FILE = "SYNCTEC_KAFKA_SSL_CA_LOCATION"
 # Manifests that document rather than deploy (the Secret's placeholder): validated,
 # never in kustomization.yaml, so an apply cannot overwrite the real Secret.
 EXAMPLES = {"secret.example.yaml"}
@@ -94,7 +101,7 @@ def the(kind: str, name: str) -> dict[str, Any]:
 def test_promtool_accepts_the_rules_and_the_scrape_config() -> None:
     rules = promtool("check", "rules", "deploy/prometheus/rules.yml")
     assert rules.returncode == 0, rules.stdout + rules.stderr
-    assert "SUCCESS: 9 rules found" in rules.stdout
+    assert "SUCCESS: 10 rules found" in rules.stdout
     config = promtool("check", "config", "deploy/prometheus/prometheus.yml")
     assert config.returncode == 0, config.stdout + config.stderr
 
@@ -353,6 +360,7 @@ def crd_validator(schema_file: str) -> jsonschema.Draft202012Validator:
 
 CRDS = {
     ("kafka.strimzi.io/v1beta2", "KafkaTopic"): "strimzi-kafkatopic-v1beta2.json",
+    ("kafka.strimzi.io/v1beta2", "KafkaUser"): "strimzi-kafkauser-v1beta2.json",
     ("monitoring.coreos.com/v1", "PodMonitor"): "prometheus-operator-podmonitor-v1.json",
 }
 
@@ -377,6 +385,8 @@ def test_k8s_manifests_match_the_kubernetes_schemas(version: str) -> None:
         "Service",
         "PodDisruptionBudget",
         "KafkaTopic",
+        "KafkaUser",
+        "NetworkPolicy",
     } <= kinds
     for name, doc in docs:
         try:
@@ -402,6 +412,23 @@ def test_k8s_manifests_match_the_kubernetes_schemas(version: str) -> None:
         ("KafkaTopic", "synctec-events", lambda d: d["spec"].update(partition=6)),
         ("KafkaTopic", "synctec-events", lambda d: d["metadata"]["labels"].clear()),
         ("PodMonitor", "synctec-webhooks", lambda d: d["spec"].update(endpoints=[])),
+        (
+            "KafkaUser",
+            "synctec-fanout",
+            lambda d: d["spec"]["authorization"]["acls"][0].update(operations=["Wrte"]),
+        ),
+        (
+            "KafkaUser",
+            "synctec-deliver",
+            lambda d: d["spec"]["authorization"]["acls"][0]["resource"].update(type="topics"),
+        ),
+        ("KafkaUser", "synctec-retry", lambda d: d["spec"].update(authentication={})),
+        ("NetworkPolicy", "synctec-default-deny", lambda d: d["spec"].update(policyTypes="In")),
+        (
+            "NetworkPolicy",
+            "synctec-webhook-egress",
+            lambda d: d["spec"]["egress"][0]["to"][0]["ipBlock"].update(cidrs=[]),
+        ),
     ],
 )
 def test_the_validators_reject_broken_manifests(kind: str, name: str, mutate: Any) -> None:
@@ -427,8 +454,12 @@ def role_settings(role: str) -> Settings:
     """The role's settings as its pod gets them: the ConfigMap, and the Secret's keys
     with values the code accepts."""
     env = dict(the("ConfigMap", "synctec-webhooks")["data"])
-    for name in container_env(role):
-        env[name] = {SECRET_KEY: Fernet.generate_key().decode(), ADMIN_TOKEN: "t" * 32}[name]
+    for name, var in container_env(role).items():
+        secret = {SECRET_KEY: Fernet.generate_key().decode(), ADMIN_TOKEN: "t" * 32}
+        env[name] = var["value"] if "value" in var else secret[name]
+    # The mounted Kafka password, as the code reads it from the file.
+    if env.pop(PASSWORD_FILE, None):
+        env["SYNCTEC_KAFKA_SASL_PASSWORD"] = "from-the-mounted-secret"
     return Settings.from_env(env)
 
 
@@ -497,11 +528,13 @@ def test_k8s_secrets_come_from_the_secret_and_only_where_needed() -> None:
     secret = the("Secret", K8S_SECRET)["stringData"]
     assert set(secret) == {SECRET_KEY, ADMIN_TOKEN}
     for role in ROLES:
-        env = container_env(role)
+        env = {n: v for n, v in container_env(role).items() if "valueFrom" in v}
         assert set(env) == SECRETS_OF[role], role
         for name, var in env.items():
             assert var["valueFrom"] == {"secretKeyRef": {"name": K8S_SECRET, "key": name}}
             assert "value" not in var
+        plain = {n for n, v in container_env(role).items() if "valueFrom" not in v}
+        assert plain == {KAFKA_USER}, role  # a user name, not a secret
 
 
 def test_k8s_secret_placeholders_are_refused_by_the_code() -> None:
@@ -523,3 +556,136 @@ def test_k8s_topics_match_the_code() -> None:
         if d["kind"] == "KafkaTopic"
     }
     assert_topics_match_the_code(found, "deploy/k8s/topics.yaml")
+
+
+# --- Kafka users, ACLs and network policies --------------------------------------------
+
+
+def secret_example(name: str) -> dict[str, str]:
+    docs = yaml_docs(K8S / "secret.example.yaml")
+    [doc] = [d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == name]
+    return dict(doc["stringData"])
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_k8s_each_role_connects_as_its_own_kafka_user(role: str) -> None:
+    settings = role_settings(role)
+    users = kafka_users()
+    user = settings.kafka.get("sasl.username")
+    assert user == f"synctec-{role}" and isinstance(user, str)
+    assert settings.kafka.get("security.protocol") == "SASL_SSL"
+    assert (
+        settings.kafka.get("sasl.mechanism")
+        == users[user]["spec"]["authentication"]["type"].upper()
+    )  # scram-sha-512
+    # The files the settings name are the Secrets the pod mounts, which the example shows.
+    config = the("ConfigMap", "synctec-webhooks")["data"]
+    pod = the("Deployment", f"synctec-{role}")["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v["secret"] for v in pod["volumes"]}
+    for variable, secret, key in (
+        (PASSWORD_FILE, f"synctec-kafka-{role}", "password"),
+        (CA_FILE, "synctec-kafka-cluster-ca", "ca.crt"),
+    ):
+        path = PurePosixPath(config[variable])
+        mount = mounts[str(path.parent)]
+        assert mount["readOnly"] is True
+        volume = volumes[mount["name"]]
+        assert volume["secretName"] == secret
+        assert {"key": key, "path": path.name} in volume["items"]
+        assert key in secret_example(secret)
+
+
+def test_kafka_users_are_the_roles_and_their_acls_name_what_the_code_uses() -> None:
+    prefix = the("ConfigMap", "synctec-webhooks")["data"]["SYNCTEC_TOPIC_PREFIX"]
+    t = Topics(prefix)
+    users = kafka_users()
+    assert set(users) == {f"synctec-{role}" for role in ROLES} | {"synctec-producer"}
+    core = {spec.name for spec in core_topics(Settings(topic_prefix=prefix))}
+    names = {
+        ("topic", "literal"): core,
+        ("topic", "prefix"): {t.delivery(""), f"{prefix}.retry."},
+        ("group", "literal"): {t.group(r) for r in (*WORKERS, READER_GROUP)},
+        # The fan-out's transactional id is <prefix>.fanout.<SYNCTEC_INSTANCE_ID>.
+        ("transactionalId", "prefix"): {t.group("fanout") + "."},
+    }
+    for name, user in users.items():
+        assert user["metadata"]["labels"]["strimzi.io/cluster"] == "synctec", name
+        for acl in user["spec"]["authorization"]["acls"]:
+            resource = acl["resource"]
+            kind = (resource["type"], resource.get("patternType", "literal"))
+            assert resource["name"] in names[kind], (name, resource)
+        # The code ensures every core topic at start: Create must be allowed (they exist).
+        assert all(may(user, "Create", topic) for topic in core), name
+
+
+def writers_of(topic: str) -> set[str]:
+    return {name for name, user in kafka_users().items() if may(user, "Write", topic)}
+
+
+def test_kafka_acls_only_the_fanout_writes_delivery_topics_among_the_workers() -> None:
+    t = Topics("synctec")
+    # The admin too, for what its API sends on purpose (kafka-users.yaml says why).
+    assert writers_of(t.delivery("wh_0123")) == {"synctec-fanout", "synctec-admin"}
+    assert writers_of(t.events) == {"synctec-producer"}
+    assert writers_of(t.subscriptions) == {"synctec-admin"}
+    assert writers_of(t.retry(1)) == {"synctec-deliver", "synctec-retry"}
+    assert writers_of(t.attempts) == {"synctec-deliver", "synctec-retry"}
+    assert writers_of(f"{t.deadletters}.replayed") == {"synctec-admin"}
+
+
+def selects(policy: dict[str, Any], labels: dict[str, str]) -> bool:
+    selector = policy["spec"]["podSelector"]
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In"  # the only one used here
+        if labels.get(expression["key"]) not in expression["values"]:
+            return False
+    return True
+
+
+PRIVATE_V4 = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "127.0.0.0/8")
+PRIVATE_V6 = ("fc00::/7", "fe80::/10", "::1/128")
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_k8s_network_policies_of_each_role(role: str) -> None:
+    policies = [d for _, d in k8s_docs() if d["kind"] == "NetworkPolicy"]
+    pod = the("Deployment", f"synctec-{role}")["spec"]["template"]
+    mine = [p["spec"] for p in policies if selects(p, pod["metadata"]["labels"])]
+    # Shut by default: whatever no policy allows is refused.
+    deny = the("NetworkPolicy", "synctec-default-deny")["spec"]
+    assert deny["podSelector"] == {} and set(deny["policyTypes"]) == {"Ingress", "Egress"}
+    assert "ingress" not in deny and "egress" not in deny
+    egress = [rule for p in mine for rule in p.get("egress", [])]
+    ingress = [rule for p in mine for rule in p.get("ingress", [])]
+    # Kafka, on the port the bootstrap address names, in the Strimzi cluster's namespace.
+    bootstrap = the("ConfigMap", "synctec-webhooks")["data"]["KAFKA_BOOTSTRAP_SERVERS"]
+    kafka_rules = [
+        r
+        for r in egress
+        if any(
+            peer.get("namespaceSelector", {}).get("matchLabels")
+            == {"kubernetes.io/metadata.name": "kafka"}
+            for peer in r.get("to", [])
+        )
+    ]
+    assert [p["port"] for r in kafka_rules for p in r["ports"]] == [int(bootstrap.split(":")[1])]
+    # The internet only for the roles that POST, and never a private range.
+    blocks = [peer["ipBlock"] for r in egress for peer in r.get("to", []) if "ipBlock" in peer]
+    if role in ("deliver", "retry"):
+        by_cidr = {b["cidr"]: set(b["except"]) for b in blocks}
+        assert set(by_cidr) == {"0.0.0.0/0", "::/0"}
+        assert set(PRIVATE_V4) <= by_cidr["0.0.0.0/0"]
+        assert set(PRIVATE_V6) <= by_cidr["::/0"]
+    else:
+        assert blocks == []
+    assert all(r.get("to") for r in egress), "an egress rule without `to` opens everything"
+    # Ingress: the metrics port from Prometheus; the admin's API from the ingress only.
+    assert all(r.get("from") and r.get("ports") for r in ingress)
+    opened = {p["port"] for r in ingress for p in r["ports"]}
+    [container] = pod["spec"]["containers"]
+    assert opened == {p["name"] for p in container["ports"]}
+    assert opened == ({"http", "metrics"} if role == ADMIN else {"metrics"})

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 
 from synctec_webhooks.deadletters.replay import DeadLetters
 from synctec_webhooks.producers.subscriptions import SubscriptionWriter
@@ -27,6 +28,7 @@ def test_add_refuses_private_addresses_unless_opened(
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "SYNCTEC_TOPIC_PREFIX": unique_name,
         "SYNCTEC_STATE_DIR": str(tmp_path),
+        "SYNCTEC_SECRET_KEY": Fernet.generate_key().decode(),  # `add` never makes one
     }
     env.pop("SYNCTEC_ALLOW_PRIVATE_NETWORKS", None)
     cli = [sys.executable, "-m", "synctec_webhooks.cli", "webhooks", "add", "--events", "*"]

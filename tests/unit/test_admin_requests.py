@@ -65,6 +65,9 @@ def test_patch_keeps_an_explicit_null_description() -> None:
         ({"dead_letter_ids": "dl_1"}, "dead_letter_ids"),
         ({"dead_letter_ids": ["x"] * 1001}, "dead_letter_ids"),
         ({"webhook": "wh_1"}, "webhook"),
+        # An empty filter matches everything: it must not stand in for "all".
+        ({"event_type": ""}, "event_type"),
+        ({"webhook_id": "", "event_id": "evt_1"}, "webhook_id"),
     ],
 )
 def test_replay_needs_a_filter_or_all(body: dict[str, Any], field: str) -> None:

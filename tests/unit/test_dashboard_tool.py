@@ -63,5 +63,6 @@ def test_the_real_dashboard_and_rules_yield_queries() -> None:
         "SynctecEndToEndLatencyHigh",
         "SynctecConsumerLagGrowing",
         "SynctecWorkerDown",
+        "SynctecWebhookSecretUnavailable",
     }
     assert dash.variable_query(dash.variables(board)["job"]) == ("job", 'up{job=~"synctec-.+"}')

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -63,7 +64,7 @@ def test_build_from_a_delivery(reason: str, attempts: int) -> None:
 
     assert delivery == before
     assert record == {
-        "dead_letter_id": dead_letter_id(SOURCE),
+        "dead_letter_id": dead_letter_id(SOURCE, before),
         "reason": reason,
         "detail": "why",
         "failed_at": NOW_MS,
@@ -78,6 +79,8 @@ def test_build_from_a_delivery(reason: str, attempts: int) -> None:
         "history": before["history"],
         "delivery": before,
         "raw": None,
+        "original_size": None,
+        "truncated": False,
     }
 
 
@@ -109,6 +112,8 @@ def test_build_from_poison_bytes(reason: str, raw: bytes | None) -> None:
         "history": [],
         "delivery": None,
         "raw": raw,
+        "original_size": None,
+        "truncated": False,
     }
 
 
@@ -161,10 +166,40 @@ def test_dead_letter_id_is_distinct_per_source(other: Source) -> None:
     assert dead_letter_id(other) != dead_letter_id(SOURCE)
 
 
-def test_dead_letter_id_ignores_the_content() -> None:
+def test_a_poison_dead_letter_id_ignores_the_content() -> None:
     a = build(deadletters.UNDECODABLE, "a", SOURCE, NOW_MS, raw=b"a")
-    b = build(deadletters.RETRIES_EXHAUSTED, "b", SOURCE, NOW_MS + 1, delivery=_delivery(4))
-    assert a["dead_letter_id"] == b["dead_letter_id"]
+    b = build(deadletters.INVALID_EVENT, "b", SOURCE, NOW_MS + 1, raw=b"b")
+    assert a["dead_letter_id"] == b["dead_letter_id"] == dead_letter_id(SOURCE)
+
+
+def test_two_retry_chains_of_one_delivery_give_one_dead_letter_id() -> None:
+    # A worker killed after its retry record was acknowledged, before its offset was
+    # committed, starts a second chain: it ends on another retry offset, with another
+    # history, maybe another reason, but it is the same delivery in the same round.
+    first = build(deadletters.RETRIES_EXHAUSTED, "a", SOURCE, NOW_MS, delivery=_delivery(4))
+    second_delivery = {**_delivery(3), "attempt": 3}
+    second = build(
+        deadletters.WEBHOOK_DISABLED, "b", Source("synctec.retry.2", 0, 7), NOW_MS + 9,
+        delivery=second_delivery,
+    )  # fmt: skip
+    assert first["dead_letter_id"] == second["dead_letter_id"]
+    assert re.fullmatch(r"dl_[0-9a-f]{32}", first["dead_letter_id"])
+    assert first["dead_letter_id"] != dead_letter_id(SOURCE)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param({"replays": 2}, id="another-replay-round"),
+        pytest.param({"delivery_id": "msg_" + "f" * 32}, id="another-delivery"),
+        pytest.param({"webhook_id": "wh_" + "f" * 24}, id="another-webhook"),
+    ],
+)
+def test_a_delivery_dead_letter_id_is_distinct_per_delivery_and_round(
+    change: dict[str, Any],
+) -> None:
+    delivery = _delivery(4)
+    assert dead_letter_id(SOURCE, {**delivery, **change}) != dead_letter_id(SOURCE, delivery)
 
 
 # --- Avro ----------------------------------------------------------------------------
@@ -221,3 +256,94 @@ def test_built_records_round_trip_as_dead_letter(record: dict[str, Any]) -> None
     codec = SingleObjectCodec()
     data = codec.encode("synctec.deadletters", schemas.DEAD_LETTER, record)
     assert codec.decode("synctec.deadletters", data) == (schemas.DEAD_LETTER, record)
+
+
+# --- size: a dead letter always fits in a Kafka record ---------------------------------
+
+CODEC = SingleObjectCodec()
+TOPIC = "synctec.deadletters"
+
+
+def _encode(record: dict[str, Any]) -> bytes:
+    return CODEC.encode(TOPIC, schemas.DEAD_LETTER, record)
+
+
+def _fits(record: dict[str, Any], value: bytes) -> bool:
+    return len(value) + len(key_of(record).encode()) <= deadletters.MAX_RECORD_BYTES
+
+
+def test_raw_bytes_are_cut_to_a_bound_keeping_the_original_size() -> None:
+    raw = bytes(range(256)) * 4000  # 1,024,000 bytes: a poison record near 1 MB
+    record = build(deadletters.UNDECODABLE, "bad magic", SOURCE, NOW_MS, raw=raw)
+    assert record["raw"] == raw[: deadletters.RAW_KEPT]
+    assert record["truncated"] is True
+    assert record["original_size"] == len(raw)
+    assert record["reason"] == deadletters.UNDECODABLE
+    kept, value = deadletters.fit(record, _encode)
+    assert kept == record and _fits(kept, value)
+    assert CODEC.decode(TOPIC, value) == (schemas.DEAD_LETTER, record)
+
+
+def test_a_small_dead_letter_is_encoded_as_it_is() -> None:
+    record = build(deadletters.RETRIES_EXHAUSTED, "why", SOURCE, NOW_MS, delivery=_delivery(4))
+    assert deadletters.fit(record, _encode) == (record, _encode(record))
+    assert record["truncated"] is False and record["original_size"] is None
+
+
+def test_a_delivery_too_large_to_keep_is_dropped_and_its_payload_start_kept() -> None:
+    delivery = {**_delivery(4), "payload": '{"id":"evt_1","t":"' + "\\u0001" * 160_000 + '"}'}
+    record = build(
+        deadletters.TOO_LARGE, "retry record too large", SOURCE, NOW_MS, delivery=delivery,
+        original_size=1_000_123,
+    )  # fmt: skip
+    kept, value = deadletters.fit(record, _encode)
+    assert _fits(kept, value)
+    assert kept["delivery"] is None  # not replayable: its body would be cut
+    assert kept["raw"] == delivery["payload"].encode()[: deadletters.RAW_KEPT]
+    assert kept["truncated"] is True
+    assert kept["original_size"] == 1_000_123
+    for name in ("webhook_id", "event_id", "delivery_id", "event_type", "reason", "detail"):
+        assert kept[name] == record[name]
+    assert kept["history"] == delivery["history"] and kept["attempts"] == 4
+    assert CODEC.decode(TOPIC, value) == (schemas.DEAD_LETTER, kept)
+
+
+def test_without_an_original_size_the_size_before_cutting_is_kept() -> None:
+    delivery = {**_delivery(1), "payload": "x" * 950_000}
+    record = build(deadletters.RETRIES_EXHAUSTED, "why", SOURCE, NOW_MS, delivery=delivery)
+    kept, value = deadletters.fit(record, _encode)
+    assert _fits(kept, value) and kept["delivery"] is None
+    assert kept["original_size"] == len(_encode(record))
+    assert kept["reason"] == deadletters.RETRIES_EXHAUSTED
+
+
+def test_every_field_is_bounded_whatever_a_raw_record_held() -> None:
+    huge = "w" * 300_000
+    delivery = {
+        **_delivery(3),
+        "webhook_id": huge,
+        "event_id": huge,
+        "partition_key": huge,
+        "history": [
+            {"attempt": n, "at": NOW_MS, "status": None, "error": huge, "latency_ms": 1.0,
+             "url": huge}
+            for n in range(1, 200)
+        ],
+    }  # fmt: skip
+    record = build(deadletters.TOO_LARGE, huge, SOURCE, NOW_MS, delivery=delivery)
+    kept, value = deadletters.fit(record, _encode)
+    assert _fits(kept, value)
+    assert len(kept["detail"]) < 2000 and len(kept["webhook_id"]) < 2000
+    assert kept["history"][-1]["attempt"] == 199  # the latest attempts are kept
+    assert CODEC.decode(TOPIC, value)[1] == kept
+
+
+def test_a_dead_letter_written_before_the_size_fields_still_reads(tmp_path: Path) -> None:
+    # schemas/history/dead_letter.v1.avsc is the writer; the current schema reads it.
+    (tmp_path / "dead_letter.avsc").write_text(
+        (schemas.SCHEMA_DIR / "history" / "dead_letter.v1.avsc").read_text()
+    )
+    old = build(deadletters.UNDECODABLE, "bad", SOURCE, NOW_MS, raw=b"\x00")
+    del old["original_size"], old["truncated"]
+    data = SingleObjectCodec(schemas.SchemaStore(tmp_path)).encode(TOPIC, schemas.DEAD_LETTER, old)
+    assert CODEC.decode(TOPIC, data)[1] == {**old, "original_size": None, "truncated": False}

@@ -9,6 +9,8 @@ import pytest
 
 from synctec_webhooks import deadletters, schemas
 from synctec_webhooks.consumers.delivery.handler import (
+    HISTORY_MAX,
+    HISTORY_TEXT_MAX,
     DeadLetter,
     Decision,
     Delivered,
@@ -225,3 +227,24 @@ def test_with_attempt_appends_without_mutating() -> None:
     assert record == before
     assert done["history"] == [*before["history"], _entry(2, HTTP_500)]
     assert done["attempt"] == 2
+
+
+# --- a retry record cannot grow without bound ---------------------------------------
+
+
+def test_history_entries_are_bounded_whatever_the_endpoint_answered() -> None:
+    long_error = Outcome(OutcomeKind.CONNECTION_ERROR, None, "reset: " + "x" * 100_000, None, 1.0)
+    long_url = "https://shop.example/" + "p" * 100_000
+    done = with_attempt(_record(2), long_error, NOW_MS, long_url)
+    entry = done["history"][-1]
+    assert len(entry["error"]) <= HISTORY_TEXT_MAX and entry["error"].startswith("reset: xxx")
+    assert len(entry["url"]) <= HISTORY_TEXT_MAX and entry["url"].startswith(long_url[:100])
+
+
+def test_history_keeps_only_the_latest_attempts() -> None:
+    record = _record(1)
+    record = {**record, "attempt": 500, "history": [{"attempt": n, **PRIOR} for n in range(1, 500)]}
+    done = with_attempt(record, HTTP_500, NOW_MS, URL)
+    assert len(done["history"]) == HISTORY_MAX
+    assert done["history"][-1] == _entry(500, HTTP_500)
+    assert done["history"][0]["attempt"] == 500 - HISTORY_MAX + 1

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from synctec_webhooks import schemas
+from synctec_webhooks import events, schemas
 from synctec_webhooks.events import (
     InvalidEvent,
     default_event_id,
@@ -305,6 +305,39 @@ def test_partition_key(event_type: str, key: str) -> None:
 def test_partition_key_of_unknown_type() -> None:
     with pytest.raises(InvalidEvent, match="unknown event type"):
         partition_key("order.created", {"product": PRODUCT})
+
+
+# --- the size limit --------------------------------------------------------------
+
+
+def _sized(title: str) -> dict[str, Any]:
+    return event("product.synced", product={**PRODUCT, "title": title})
+
+
+def test_an_event_whose_escaped_body_is_over_the_limit_is_refused() -> None:
+    # 170 KB of control characters: small as Avro, about 1 MB as JSON (each one "\\u0001").
+    with pytest.raises(InvalidEvent) as info:
+        validate_event(_sized("\x01" * 170_000), fixed_id)
+    assert info.value.field == "body"
+    size = len(json.dumps("\x01" * 170_000)) - 2
+    assert f"{events.MAX_BODY_BYTES:,} bytes" in info.value.problem
+    found = re.search(r"is ([0-9,]+) bytes", info.value.problem)
+    assert found is not None
+    assert size < int(found[1].replace(",", "")) < size + 1000
+
+
+def test_the_limit_counts_utf8_bytes_of_the_rendered_body() -> None:
+    _, record = validate_event(_sized("x"), fixed_id)
+    overhead = len(render_body(record)) - 1
+    fits = "é" * ((events.MAX_BODY_BYTES - overhead) // 2)  # two bytes each in UTF-8
+    _, record = validate_event(_sized(fits), fixed_id)
+    assert len(render_body(record)) <= events.MAX_BODY_BYTES
+    with pytest.raises(InvalidEvent, match="limit"):
+        validate_event(_sized(fits + "éé"), fixed_id)
+
+
+def test_the_limit_is_256_kib() -> None:
+    assert events.MAX_BODY_BYTES == 256 * 1024
 
 
 # --- the webhook body --------------------------------------------------------------

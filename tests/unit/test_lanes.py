@@ -6,11 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from synctec_webhooks import schemas
+from synctec_webhooks import deadletters, schemas
+from synctec_webhooks.config import Settings
 from synctec_webhooks.consumers.delivery.lanes import Item, Lane
 from synctec_webhooks.schemas import SCHEMA_DIR, SchemaStore
 from synctec_webhooks.serialization import SingleObjectCodec
-from synctec_webhooks.subscriptions import from_record
+from synctec_webhooks.subscriptions import SubscriptionTable, from_record
+from synctec_webhooks.topics import Topics
 
 
 def item(offset: int, key: bytes, partition: int = 0) -> Item:
@@ -100,3 +102,62 @@ def test_a_subscription_written_before_the_limit_fields_reads_with_none(tmp_path
     _, read = SingleObjectCodec().decode("t.subscriptions", data)
     sub = from_record(read)
     assert (sub.max_in_flight, sub.rate_limit) == (None, None)
+
+
+# --- subscription records with unusable limits (issue 11) ------------------------------
+
+BAD_LIMITS = [
+    pytest.param({"max_in_flight": -1}, "max_in_flight", id="negative-max-in-flight"),
+    pytest.param({"max_in_flight": 0}, "max_in_flight", id="zero-max-in-flight"),
+    pytest.param({"rate_limit": -5.0}, "rate_limit", id="negative-rate"),
+    pytest.param({"rate_limit": 0.0}, "rate_limit", id="zero-rate"),
+    pytest.param({"rate_limit": float("nan")}, "rate_limit", id="nan-rate"),
+    pytest.param({"rate_limit": float("inf")}, "rate_limit", id="infinite-rate"),
+]
+
+
+def _sub_record(sub_id: str, **limits: object) -> dict[str, object]:
+    return {"id": sub_id, "url": "https://m.example/h", "events": ["*"], "secret": "whsec_dA==",
+            "description": None, "enabled": True, "created_at": 1, "updated_at": 0,
+            "max_in_flight": None, "rate_limit": None, **limits}  # fmt: skip
+
+
+@pytest.mark.parametrize(("limits", "field"), BAD_LIMITS)
+def test_a_subscription_with_unusable_limits_is_refused_when_read(
+    limits: dict[str, object], field: str
+) -> None:
+    with pytest.raises(ValueError, match=field):
+        from_record(_sub_record("wh_bad", **limits))
+
+
+@pytest.mark.parametrize(("limits", "field"), BAD_LIMITS)
+def test_the_table_skips_such_a_record_naming_the_field(
+    limits: dict[str, object], field: str
+) -> None:
+    settings = Settings()
+    codec = SingleObjectCodec()
+    table = SubscriptionTable(settings, codec)
+    topic = Topics(settings.topic_prefix).subscriptions
+
+    def value(rec: dict[str, object]) -> bytes:
+        return codec.encode(topic, schemas.SUBSCRIPTION, rec)
+
+    assert table._apply(b"wh_ok", value(_sub_record("wh_ok", max_in_flight=3))) is None
+    problem = table._apply(b"wh_bad", value(_sub_record("wh_bad", **limits)))
+    assert problem is not None
+    reason, detail = problem
+    assert reason == deadletters.INVALID_SUBSCRIPTION and field in detail
+    assert "wh_bad" not in table.index and table.index.get("wh_ok") is not None
+
+
+@pytest.mark.parametrize(("max_in_flight", "rate"), [(-1, None), (0, None), (2, -5.0),
+                                                     (2, float("nan")), (2, 0.0)])  # fmt: skip
+def test_a_lane_given_unusable_limits_falls_back_instead_of_raising(
+    max_in_flight: int, rate: float | None
+) -> None:
+    lane = Lane.new("wh_1", max_in_flight=max_in_flight, rate=rate, retry_after_max=60)
+    assert lane.control.ceiling >= 1
+    assert lane.bucket is None or lane.bucket.rate > 0
+    lane.configure(max_in_flight, rate, now=1.0)
+    lane.push(item(0, b"a"))
+    assert lane.wanted_runners() >= 1 and lane.reserve(1.0) == 0.0

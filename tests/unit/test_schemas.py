@@ -49,7 +49,7 @@ FIELDS = {
     "com.synctec.webhooks.DeadLetter": [
         "dead_letter_id", "reason", "detail", "failed_at", "source_topic", "source_partition",
         "source_offset", "webhook_id", "event_id", "delivery_id", "event_type", "attempts",
-        "history", "delivery", "raw",
+        "history", "delivery", "raw", "original_size", "truncated",
     ],
 }  # fmt: skip
 AVSC_FILES = sorted(SCHEMA_DIR.glob("*.avsc"))

@@ -19,7 +19,9 @@ from synctec_webhooks.secrets_crypto import (
     SecretBox,
     SecretKeyError,
     SigningSecret,
+    ensure_key_file,
     load_box,
+    sealing_box,
     signing_secrets,
 )
 from synctec_webhooks.serialization import SingleObjectCodec
@@ -115,12 +117,13 @@ def test_a_sealed_secret_without_a_key_stops_with_a_clear_error() -> None:
 def test_local_key_file_is_made_once_and_private(tmp_path: Path) -> None:
     settings = Settings(state_dir=str(tmp_path / "state"))
     assert load_box(settings) is None
-    box = load_box(settings, create=True)
+    box = ensure_key_file(settings)
     path = tmp_path / "state" / "secret.key"
     assert box is not None and stat.S_IMODE(path.stat().st_mode) == 0o600
     token = box.seal("wh_1", [SigningSecret("whsec_a")])
     again = load_box(settings)
     assert again is not None and again.open("wh_1", token)[0].secret == "whsec_a"
+    assert ensure_key_file(settings).open("wh_1", token)[0].secret == "whsec_a"  # not remade
     # An explicit key wins over the file.
     assert load_box(Settings(state_dir=str(tmp_path / "state"), secret_keys=(KEY,))) is not None
 
@@ -128,3 +131,31 @@ def test_local_key_file_is_made_once_and_private(tmp_path: Path) -> None:
 def test_settings_repr_hides_keys_and_token() -> None:
     settings = Settings(secret_keys=(KEY,), admin_token="t" * 20)
     assert KEY not in repr(settings) and "t" * 20 not in repr(settings)
+
+
+def test_only_run_makes_a_key_file_the_others_refuse_naming_what_to_set(tmp_path: Path) -> None:
+    settings = Settings(state_dir=str(tmp_path / "state"))
+    with pytest.raises(SecretKeyError, match="SYNCTEC_SECRET_KEY is not set") as info:
+        sealing_box(settings)
+    assert "SYNCTEC_STATE_DIR" in str(info.value) and str(tmp_path / "state") in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+    made = ensure_key_file(settings)  # what `run` does, in its state folder
+    token = made.seal("wh_1", [SigningSecret("whsec_a")])
+    assert sealing_box(settings).open("wh_1", token)[0].secret == "whsec_a"
+    assert sealing_box(Settings(state_dir=str(tmp_path / "elsewhere"), secret_keys=(KEY,)))
+
+
+def test_resealing_moves_a_token_under_the_first_key_once() -> None:
+    old, new = KEY, Fernet.generate_key().decode()
+    secrets = [SigningSecret("whsec_a"), SigningSecret("whsec_b", NOW)]
+    token = _box(old).seal("wh_1", secrets)
+    both = _box(new, old)
+    assert not both.sealed_with_first(token)
+    resealed = both.resealed("wh_1", token)
+    assert resealed is not None and both.sealed_with_first(resealed)
+    assert _box(new).open("wh_1", resealed) == secrets  # the old key is no longer needed
+    assert both.resealed("wh_1", resealed) is None  # idempotent: nothing to do
+    with pytest.raises(SecretKeyError, match="not the key"):
+        _box(new).resealed("wh_1", token)  # a key that is not listed cannot be resealed
+    with pytest.raises(SecretKeyError, match="belongs to another webhook"):
+        both.resealed("wh_2", token)

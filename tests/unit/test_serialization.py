@@ -139,6 +139,8 @@ RECORDS: dict[str, dict[str, Any]] = {
         "history": [_ATTEMPT, {**_ATTEMPT, "attempt": 2, "status": None, "latency_ms": None}],
         "delivery": _DELIVERY,
         "raw": b"\x00\xffpoison",
+        "original_size": 2**33,  # a long
+        "truncated": True,
     },
 }
 
