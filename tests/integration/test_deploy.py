@@ -609,6 +609,8 @@ def test_kafka_users_are_the_roles_and_their_acls_name_what_the_code_uses() -> N
         ("group", "literal"): {t.group(r) for r in (*WORKERS, READER_GROUP)},
         # The fan-out's transactional id is <prefix>.fanout.<SYNCTEC_INSTANCE_ID>.
         ("transactionalId", "prefix"): {t.group("fanout") + "."},
+        # Every dead-letter replay's (deadletters/replay.py).
+        ("transactionalId", "literal"): {t.group("deadletters-replay")},
     }
     for name, user in users.items():
         assert user["metadata"]["labels"]["strimzi.io/cluster"] == "synctec", name

@@ -184,6 +184,9 @@ def test_the_pipeline_runs_over_sasl_ssl_with_one_user_per_role(
         # The admin's own write to a delivery topic (a test event to this webhook).
         assert api.post(f"/webhooks/{created.body['id']}/test").status == 202
         receiver.wait_for(2, "/secure", timeout=60)
+        # A dead-letter replay (none to send): its transactional id is the admin's too.
+        replay = api.post("/dead-letters/replay", {"webhook_id": created.body["id"]})
+        assert replay.status == 200, replay.body
 
         # The CLI, as the admin user.
         listed = subprocess.run(
