@@ -248,6 +248,7 @@ def _paths() -> dict[str, Any]:
                         ),
                         "the new secret, shown this once",
                     ),
+                    "409": _error("the current secret cannot be opened with this service's keys"),
                     **_BODY_ERRORS,
                     **_NOT_FOUND,
                     **_COMMON,

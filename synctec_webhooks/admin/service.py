@@ -26,7 +26,7 @@ from synctec_webhooks.attempts.log import AttemptLog
 from synctec_webhooks.config import Settings
 from synctec_webhooks.deadletters.listing import Filters
 from synctec_webhooks.deadletters.replay import DeadLetters, ReplayReport
-from synctec_webhooks.errors import ConfigError
+from synctec_webhooks.errors import ConfigError, SecretKeyError
 from synctec_webhooks.kafka import AsyncProducer, produce_until_acked
 from synctec_webhooks.matching import Subscription
 from synctec_webhooks.producers.subscriptions import SubscriptionWriter
@@ -126,7 +126,21 @@ class AdminService:
         async with self._lock:
             sub = self.get(webhook_id)
             grace_ms = int(self.settings.rotation_grace * 1000)
-            new = webhooks.rotated(sub, box=self.writer.box, now_ms=_now_ms(), grace_ms=grace_ms)
+            try:
+                new = webhooks.rotated(
+                    sub, box=self.writer.box, now_ms=_now_ms(), grace_ms=grace_ms
+                )
+            except SecretKeyError:
+                # The old secret must keep signing through the grace period, so without
+                # it there is no rotation: say what fixes it rather than a 500.
+                raise ApiError(
+                    409,
+                    "secret_unavailable",
+                    f"the current secret of webhook {webhook_id} cannot be opened with this "
+                    "service's SYNCTEC_SECRET_KEY: give it the key the webhook was sealed "
+                    "with (then `synctec-webhooks webhooks reseal`), or remove the webhook "
+                    "and add it again",
+                ) from None
             await self._saved(new)
         return new
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -167,3 +167,29 @@ def test_deeply_nested_json_is_a_400_not_a_500(body: str) -> None:
             assert "nested" in answer["error"]["message"]
 
     _with_client(check)
+
+
+def test_rotating_a_secret_no_key_opens_is_a_409_naming_the_fix() -> None:
+    from types import SimpleNamespace
+
+    from cryptography.fernet import Fernet
+
+    from synctec_webhooks.admin.errors import ApiError
+    from synctec_webhooks.matching import Subscription
+    from synctec_webhooks.secrets_crypto import SecretBox, SigningSecret
+
+    service = _service()
+    stray = SecretBox([Fernet.generate_key().decode()])
+    sub = Subscription(
+        id="wh_0123456789abcdef01234567",
+        url="https://m.example/hook",
+        events=("*",),
+        secret="",
+        sealed_secrets=stray.seal("wh_0123456789abcdef01234567", [SigningSecret("whsec_x")]),
+    )
+    service.table.index.upsert(sub)
+    service._writer = cast(Any, SimpleNamespace(box=SecretBox([Fernet.generate_key().decode()])))
+    with pytest.raises(ApiError) as refused:
+        asyncio.run(service.rotate(sub.id))
+    assert refused.value.status == 409 and refused.value.code == "secret_unavailable"
+    assert "SYNCTEC_SECRET_KEY" in refused.value.message
