@@ -60,7 +60,7 @@ unit: $(STAMP) ## unit tests only (no broker)
 faults: $(STAMP) ## the long fault suite; its table goes into docs/guarantees.md
 	$(BIN)/python -m tests.faults.run --scale long --write-doc docs/guarantees.md
 
-bench: $(BENCH_STAMP) ## the benchmark (about 6.5 min); appends its figures to docs/benchmarks.md
+bench: $(BENCH_STAMP) ## the benchmark (about 9 min); appends its figures to docs/benchmarks.md
 	$(BIN)/synctec-webhooks broker --fetch-only
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
