@@ -21,7 +21,7 @@ from synctec_webhooks import schemas
 from synctec_webhooks.config import Settings
 from synctec_webhooks.errors import EmitError, InvalidEvent
 from synctec_webhooks.events import partition_key, validate_event
-from synctec_webhooks.kafka import TopicAdmin, core_topics, new_producer
+from synctec_webhooks.kafka import TopicAdmin, core_topics, new_producer, produce_when_queued
 from synctec_webhooks.serialization import Codec, make_codec
 from synctec_webhooks.topics import Topics
 
@@ -59,15 +59,8 @@ class EventProducer:
         return [event_id for event_id, _, _ in encoded]
 
     def _produce(self, value: bytes, key: str) -> None:
-        while True:
-            try:
-                self._producer.produce(
-                    self._topic, value=value, key=key, on_delivery=self._on_delivery
-                )
-                self._producer.poll(0)
-                return
-            except BufferError:
-                self._producer.poll(0.1)
+        produce_when_queued(self._producer, self._topic, value, key, on_delivery=self._on_delivery)
+        self._producer.poll(0)
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:

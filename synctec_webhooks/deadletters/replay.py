@@ -48,6 +48,7 @@ from synctec_webhooks.kafka import (
     core_topics,
     delivery_topic_spec,
     new_producer,
+    produce_when_queued,
     read_to_end,
 )
 from synctec_webhooks.serialization import Codec
@@ -337,8 +338,8 @@ class _Replayer:
         producer.begin_transaction()
         for rec in batch:
             topic, value, key = self._dls._again(rec["delivery"], now)
-            _produce(producer, topic, value, key)
-            _produce(producer, self._dls._markers, marker, rec["dead_letter_id"])
+            produce_when_queued(producer, topic, value, key)
+            produce_when_queued(producer, self._dls._markers, marker, rec["dead_letter_id"])
         producer.commit_transaction(60)
         for rec in batch:
             self._markers[rec["dead_letter_id"]] = now
@@ -357,15 +358,6 @@ class _Replayer:
         pause = min(5.0, 0.1 * 2**self._failures) * random.uniform(0.5, 1.5)
         logger.info("replay transaction not committed (%s); trying again in %.1f s", exc, pause)
         time.sleep(pause)
-
-
-def _produce(producer: Producer, topic: str, value: bytes, key: str) -> None:
-    while True:
-        try:
-            producer.produce(topic, value=value, key=key)
-            return
-        except BufferError:
-            producer.poll(0.1)
 
 
 def _ids(ids: Collection[str] | None) -> frozenset[str] | None:

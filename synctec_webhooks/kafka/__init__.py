@@ -38,6 +38,7 @@ from synctec_webhooks.kafka.producer import (
     TransactionalProducer,
     new_producer,
     produce_until_acked,
+    produce_when_queued,
 )
 
 __all__ = [
@@ -61,6 +62,7 @@ __all__ = [
     "probe_admin",
     "probe_consumer",
     "produce_until_acked",
+    "produce_when_queued",
     "producer_config",
     "read_to_end",
     "reader_config",

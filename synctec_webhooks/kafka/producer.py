@@ -25,6 +25,17 @@ def new_producer(settings: Settings, client_id: str, **extra: Any) -> Producer:
     return Producer(producer_config(settings, client_id, **extra))
 
 
+def produce_when_queued(producer: Producer, topic: str, value: bytes, key: str, **kw: Any) -> None:
+    """`produce`, waiting while librdkafka's local queue is full (BufferError): for
+    callers of a plain `Producer` that flush (or commit a transaction) afterwards."""
+    while True:
+        try:
+            producer.produce(topic, value=value, key=key, **kw)
+            return
+        except BufferError:
+            producer.poll(0.1)
+
+
 def _retriable(err: KafkaError) -> bool:
     return err.retriable() or err.code() in (
         KafkaError._MSG_TIMED_OUT,
