@@ -41,19 +41,23 @@ class EventProducer:
     def from_env(cls) -> EventProducer:
         return cls(Settings.from_env())
 
-    def encode(self, event: object) -> tuple[str, bytes, str]:
-        """Validate and encode one event: (event id, Avro bytes, partition key)."""
-        event_type, record = validate_event(event)
+    def encode(self, event: object, account: str | None = None) -> tuple[str, bytes, str]:
+        """Validate and encode one event: (event id, Avro bytes, partition key).
+
+        The event belongs to `account`, or to its own "account_id" field: one of the two
+        is required (InvalidEvent otherwise), and both given must agree."""
+        event_type, record = validate_event(event, account=account)
         value = self._codec.encode(self._topic, schemas.EVENT_SCHEMA[event_type], record)
         return record["id"], value, partition_key(event_type, record)
 
-    def emit(self, event: object) -> str:
-        """Queue one event; returns its id. Call flush() to wait for the broker."""
-        return self.emit_many([event])[0]
+    def emit(self, event: object, account: str | None = None) -> str:
+        """Queue one event of `account` (or of its "account_id" field); returns its id.
+        Call flush() to wait for the broker."""
+        return self.emit_many([event], account)[0]
 
-    def emit_many(self, events: Iterable[object]) -> list[str]:
+    def emit_many(self, events: Iterable[object], account: str | None = None) -> list[str]:
         """Validate every event first: one invalid event means none is sent."""
-        encoded = [self.encode(e) for e in events]
+        encoded = [self.encode(e, account) for e in events]
         for _, value, key in encoded:
             self._produce(value, key)
         return [event_id for event_id, _, _ in encoded]

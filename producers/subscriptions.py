@@ -22,6 +22,7 @@ from typing import Any
 from confluent_kafka import KafkaError, Message
 
 from synctec_webhooks import schemas, webhooks
+from synctec_webhooks.accounts import DEFAULT_ACCOUNT
 from synctec_webhooks.config import Settings
 from synctec_webhooks.errors import InvalidSubscription, SecretKeyError, SerializationError
 from synctec_webhooks.kafka import (
@@ -110,9 +111,11 @@ class SubscriptionWriter:
         secret: str | None = None,
         max_in_flight: int | None = None,
         rate_limit: float | None = None,
+        account_id: str = DEFAULT_ACCOUNT,
     ) -> Subscription:
         """Validate, then write. The returned subscription's `secret` is the clear secret,
-        to be shown once; the topic only gets it sealed."""
+        to be shown once; the topic only gets it sealed. The account's webhook limit is
+        the caller's check (it needs the account table)."""
         sub = webhooks.create(
             url,
             events,
@@ -121,6 +124,7 @@ class SubscriptionWriter:
             box=lambda: self.box,
             now_ms=int(time.time() * 1000),
             secret=secret,
+            account_id=account_id,
         )
         if max_in_flight is not None and max_in_flight < 1:
             raise InvalidSubscription("max_in_flight", f"must be at least 1, got {max_in_flight}")

@@ -22,6 +22,9 @@ from fastavro.schema import fingerprint as fastavro_fingerprint
 from fastavro.schema import to_parsing_canonical_form
 
 __all__ = [
+    "ACCOUNT",
+    "API_KEY",
+    "AUDIT_ENTRY",
     "DEAD_LETTER",
     "DELIVERY",
     "DELIVERY_ATTEMPT",
@@ -51,7 +54,19 @@ SUBSCRIPTION = "com.synctec.webhooks.Subscription"
 DELIVERY = "com.synctec.webhooks.Delivery"
 DEAD_LETTER = "com.synctec.webhooks.DeadLetter"
 DELIVERY_ATTEMPT = "com.synctec.webhooks.DeliveryAttempt"
-_REQUIRED = (*EVENT_SCHEMA.values(), SUBSCRIPTION, DELIVERY, DEAD_LETTER, DELIVERY_ATTEMPT)
+ACCOUNT = "com.synctec.webhooks.Account"
+API_KEY = "com.synctec.webhooks.ApiKey"
+AUDIT_ENTRY = "com.synctec.webhooks.AuditEntry"
+_REQUIRED = (
+    *EVENT_SCHEMA.values(),
+    SUBSCRIPTION,
+    DELIVERY,
+    DEAD_LETTER,
+    DELIVERY_ATTEMPT,
+    ACCOUNT,
+    API_KEY,
+    AUDIT_ENTRY,
+)
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,8 @@ class OpsSettings:
     SYNCTEC_STATS_INTERVAL_MS         librdkafka statistics interval (lag, readiness)
     SYNCTEC_METRICS_PER_WEBHOOK       webhook ids with series of their own, or "*"
     SYNCTEC_METRICS_PER_WEBHOOK_CAP   at most this many such webhooks per process
+    SYNCTEC_METRICS_PER_ACCOUNT       account ids with series of their own, or "*"
+    SYNCTEC_METRICS_PER_ACCOUNT_CAP   at most this many such accounts per process
     """
 
     host: str = "127.0.0.1"
@@ -111,10 +113,13 @@ class OpsSettings:
     stats_interval_ms: int = 5000
     per_webhook: tuple[str, ...] = ()
     per_webhook_cap: int = 50
+    per_account: tuple[str, ...] = ()
+    per_account_cap: int = 50
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> OpsSettings:
         ids = tuple(i.strip() for i in env.get("SYNCTEC_METRICS_PER_WEBHOOK", "").split(","))
+        accounts = tuple(i.strip() for i in env.get("SYNCTEC_METRICS_PER_ACCOUNT", "").split(","))
         return cls(
             host=env.get("SYNCTEC_METRICS_HOST", "").strip() or cls.host,
             port=_optional_int(env, "SYNCTEC_METRICS_PORT", 0, 65535),
@@ -124,6 +129,10 @@ class OpsSettings:
             per_webhook=tuple(i for i in ids if i),
             per_webhook_cap=_int(
                 env, "SYNCTEC_METRICS_PER_WEBHOOK_CAP", cls.per_webhook_cap, 1, 10_000
+            ),
+            per_account=tuple(i for i in accounts if i),
+            per_account_cap=_int(
+                env, "SYNCTEC_METRICS_PER_ACCOUNT_CAP", cls.per_account_cap, 1, 10_000
             ),
         )
 
@@ -171,6 +180,20 @@ class Settings:
     admin_host: str = "127.0.0.1"
     admin_port: int = 8080
     admin_token: str | None = field(default=None, repr=False)
+    # Signs portal links (SYNCTEC_PORTAL_SIGNING_KEY); unset: derived from admin_token.
+    portal_signing_key: str | None = field(default=None, repr=False)
+    # How long a portal link opens the page unless the request asks for less, and the
+    # most a request may ask for (seconds).
+    portal_link_ttl: int = 3600
+    portal_link_max_ttl: int = 3600
+    # Where portal links point: the settings page as merchants reach it.
+    portal_base_url: str | None = None
+    # Webhooks one account may have, unless its record says otherwise.
+    max_webhooks_per_account: int = 100
+    # Audit entries the admin service keeps in memory per account, and in all.
+    audit_per_account: int = 200
+    audit_kept: int = 200_000
+    audit_retention_days: int = 365
     # How long a rotated-out secret still signs, so receivers can switch without a gap.
     rotation_grace: float = 24 * 3600.0
     # Consecutive events dead-lettered before a webhook is disabled (0: never).
@@ -239,6 +262,20 @@ class Settings:
             admin_host=env.get("SYNCTEC_ADMIN_HOST") or cls.admin_host,
             admin_port=_port(env, "SYNCTEC_ADMIN_PORT", cls.admin_port),
             admin_token=env.get("SYNCTEC_ADMIN_TOKEN") or None,
+            portal_signing_key=env.get("SYNCTEC_PORTAL_SIGNING_KEY") or None,
+            portal_link_ttl=_int(env, "SYNCTEC_PORTAL_LINK_TTL", cls.portal_link_ttl, 60, 86_400),
+            portal_link_max_ttl=_int(
+                env, "SYNCTEC_PORTAL_LINK_MAX_TTL", cls.portal_link_max_ttl, 60, 86_400
+            ),
+            portal_base_url=env.get("SYNCTEC_PORTAL_BASE_URL") or None,
+            max_webhooks_per_account=_int(
+                env, "SYNCTEC_MAX_WEBHOOKS_PER_ACCOUNT", cls.max_webhooks_per_account, 1
+            ),
+            audit_per_account=_int(env, "SYNCTEC_AUDIT_PER_ACCOUNT", cls.audit_per_account),
+            audit_kept=_int(env, "SYNCTEC_AUDIT_KEPT", cls.audit_kept),
+            audit_retention_days=_int(
+                env, "SYNCTEC_AUDIT_RETENTION_DAYS", cls.audit_retention_days, 1
+            ),
             rotation_grace=_float(env, "SYNCTEC_ROTATION_GRACE", cls.rotation_grace),
             disable_after_failures=_int(
                 env, "SYNCTEC_DISABLE_AFTER_FAILURES", cls.disable_after_failures, minimum=0

@@ -43,6 +43,8 @@ def plan(
             record={
                 "delivery_id": delivery_id(event["id"], sub.id),
                 "webhook_id": sub.id,
+                # The webhook's account, which matching made the event's own.
+                "account_id": sub.account_id,
                 "event_id": event["id"],
                 "event_type": event_type,
                 "partition_key": key,

@@ -6,6 +6,9 @@
     ├── InvalidEvent (ValueError)    an event the platform refuses; `field` says which
     ├── InvalidSubscription (ValueError)
     │                                a webhook we refuse to store; `field` says which
+    ├── InvalidAccount (ValueError)  an account, API key or link request we refuse
+    ├── CredentialRefused            an API key or portal link that is unknown, revoked,
+    │                                expired or forged; `reason` says which
     ├── SerializationError           bytes that are not a record we can read or write;
     │                                `retriable` when the schema registry was the cause
     ├── DeliveryFailed               the broker did not acknowledge a record; the caller
@@ -30,8 +33,10 @@ __all__ = [
     "AddressRefused",
     "BrokerError",
     "ConfigError",
+    "CredentialRefused",
     "DeliveryFailed",
     "EmitError",
+    "InvalidAccount",
     "InvalidEvent",
     "InvalidSubscription",
     "SecretKeyError",
@@ -69,6 +74,25 @@ class InvalidSubscription(SyncTecError, ValueError):
         super().__init__(f"{field}: {problem}")
         self.field = field
         self.problem = problem
+
+
+class InvalidAccount(SyncTecError, ValueError):
+    """An account, API key or portal-link request we refuse; `field` names what to fix."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+class CredentialRefused(SyncTecError):
+    """A credential that does not open the API: `reason` is expired, revoked or invalid.
+
+    The message is safe to show to the caller: it never echoes the credential."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class SerializationError(SyncTecError):

@@ -19,10 +19,12 @@ from typing import Any
 
 from fastavro.schema import expand_schema
 
+from synctec_webhooks.accounts import DEFAULT_ACCOUNT, account_id_problem
 from synctec_webhooks.errors import InvalidEvent
 from synctec_webhooks.schemas import EVENT_SCHEMA, EVENT_TYPES, load
 
 __all__ = [
+    "ACCOUNT_FIELD",
     "MAX_BODY_BYTES",
     "MAX_ID_LENGTH",
     "InvalidEvent",
@@ -42,7 +44,11 @@ MAX_ID_LENGTH = 200
 MAX_BODY_BYTES = 256 * 1024
 # The field named when the event as a whole is wrong (not an object).
 _ROOT = "body"
-# The entity whose id keys the record, so one product's events stay in order.
+# The account the event belongs to: a field of the record (the fan-out matches on it),
+# not of the webhook body, which stays as documented (README: the account header).
+ACCOUNT_FIELD = "account_id"
+# The entity whose id keys the record (after the account), so one product's events stay
+# in order.
 _KEY_ENTITY = {
     "product.synced": "product",
     "sync.failed": "product",
@@ -74,17 +80,19 @@ def default_event_id() -> str:
 
 
 def validate_event(
-    obj: object, new_id: Callable[[], str] = default_event_id
+    obj: object, new_id: Callable[[], str] = default_event_id, *, account: str | None = None
 ) -> tuple[str, dict[str, Any]]:
     """Check a parsed JSON event; return (event type, record for its Avro schema).
 
     The record's keys are in schema order. An "id" given is kept, else `new_id()` makes
-    one. The first problem found is raised as InvalidEvent, naming its field ("body"
-    when the webhook body would be over MAX_BODY_BYTES).
+    one. The account is required: the event's "account_id", or `account` (both given
+    must agree). The first problem found is raised as InvalidEvent, naming its field
+    ("body" when the webhook body would be over MAX_BODY_BYTES).
     """
     if not isinstance(obj, dict):
         raise InvalidEvent(_ROOT, f"expected a JSON object, got {_json_type(obj)}")
     event_type = _event_type(obj)
+    obj = _with_account(obj, account)
     if "id" not in obj:
         obj = {**obj, "id": new_id()}
     check = functools.partial(_rule, event_type)
@@ -93,6 +101,29 @@ def validate_event(
     if size > MAX_BODY_BYTES:
         raise InvalidEvent(_ROOT, body_too_large(size))
     return event_type, record
+
+
+def _with_account(obj: dict[str, Any], account: str | None) -> dict[str, Any]:
+    given = obj.get(ACCOUNT_FIELD)
+    if account is not None:
+        problem = account_id_problem(account)
+        if problem is not None:
+            raise InvalidEvent(ACCOUNT_FIELD, problem)
+        if given is not None and given != account:
+            raise InvalidEvent(
+                ACCOUNT_FIELD,
+                f"the event says {_short(given)} but it was emitted for account {account!r}; "
+                "give the account once, or the same in both places",
+            )
+        return {**obj, ACCOUNT_FIELD: account}
+    if ACCOUNT_FIELD not in obj:
+        raise InvalidEvent(
+            ACCOUNT_FIELD,
+            "missing: every event belongs to one StoreLink account; pass it "
+            "(EventProducer.emit(event, account=...), `emit --account ID`) or add "
+            '"account_id" to the event',
+        )
+    return obj
 
 
 def body_too_large(size: int) -> str:
@@ -104,24 +135,27 @@ def body_too_large(size: int) -> str:
 
 
 def partition_key(event_type: str, record: dict[str, Any]) -> str:
-    """The Kafka key: the id of the product or collection the event is about."""
+    """The Kafka key: the account, then the id of the product or collection the event
+    is about ("acct_1/prod_9"), so one account's events for one product stay in order
+    and two merchants' products with the same id do not share an order."""
     try:
         entity = _KEY_ENTITY[event_type]
     except KeyError:
         raise InvalidEvent("event", _unknown_type(event_type)) from None
-    return str(record[entity]["id"])
+    return f"{record.get(ACCOUNT_FIELD) or DEFAULT_ACCOUNT}/{record[entity]['id']}"
 
 
 def render_body(record: dict[str, Any]) -> bytes:
     """The JSON body POSTed to webhooks: schema order ("id" first), compact, UTF-8.
 
     Null optional fields are left out: a field added to a schema as optional shows up in
-    bodies only once producers fill it in.
+    bodies only once producers fill it in. The account is not in the body.
     """
     event_type = record.get("event")
     if not isinstance(event_type, str) or event_type not in EVENT_SCHEMA:
         raise InvalidEvent("event", _unknown_type(event_type))
     ordered = _in_schema_order(_schema(event_type), record)
+    ordered.pop(ACCOUNT_FIELD, None)
     text = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return text.encode("utf-8")
 
@@ -234,6 +268,8 @@ def _rule(event_type: str, path: str, value: Any) -> str | None:
         return f"longer than {MAX_ID_LENGTH} characters"
     if path == "timestamp":
         return _timestamp_problem(value)
+    if path == ACCOUNT_FIELD:
+        return account_id_problem(value)
     required = _REQUIRED_STATUS.get(event_type)
     if path == "status" and required is not None and value != required:
         return f"must be {required!r} for {event_type} events, got {_short(value)}"

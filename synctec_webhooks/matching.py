@@ -1,7 +1,9 @@
-"""Which subscriptions want an event: an index by event type.
+"""Which subscriptions want an event: an index by account, then by event type.
 
-The fan-out matches every event, so `match` costs as much as the subscriptions it
-returns and no more: one dict per event type, one for "*" subscriptions, and disabled
+Every subscription (webhook) belongs to one account, and an event is matched only
+against its own account's: "*" means every event type *of that account*. The fan-out
+matches every event, so `match` costs as much as the subscriptions it returns and no
+more: per account, one dict per event type, one for "*" subscriptions, and disabled
 subscriptions kept out of both.
 """
 
@@ -11,6 +13,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 
+from synctec_webhooks.accounts import DEFAULT_ACCOUNT, account_id_problem
 from synctec_webhooks.errors import InvalidSubscription
 
 logger = logging.getLogger(__name__)
@@ -39,10 +42,15 @@ class Subscription:
     # ENDPOINT, SYNCTEC_RATE_LIMIT_PER_ENDPOINT).
     max_in_flight: int | None = None
     rate_limit: float | None = None  # requests per second
+    # The account (merchant) that owns it; last so positional construction still works.
+    account_id: str = DEFAULT_ACCOUNT
 
     def __post_init__(self) -> None:
         # A list from JSON or Avro would make the frozen object mutable through it.
         object.__setattr__(self, "events", tuple(self.events))
+        problem = account_id_problem(self.account_id)
+        if problem is not None:
+            raise InvalidSubscription("account_id", problem)
         # The writers check these; a record written past them (straight to the topic)
         # must be refused here, not crash the workers that build lanes from it.
         if self.max_in_flight is not None and self.max_in_flight < 1:
@@ -66,59 +74,104 @@ class Subscription:
         return self.enabled and self.subscribed(event_type)
 
 
+class _AccountIndex:
+    """One account's subscriptions, by event type."""
+
+    __slots__ = ("by_type", "disabled", "wildcard")
+
+    def __init__(self) -> None:
+        self.by_type: dict[str, dict[str, Subscription]] = {}
+        self.wildcard: dict[str, Subscription] = {}
+        self.disabled: dict[str, Subscription] = {}
+
+    def add(self, sub: Subscription) -> None:
+        if not sub.enabled:
+            self.disabled[sub.id] = sub
+        elif sub.wildcard:
+            # Only here, so a sub listing "*" and a type is not matched twice.
+            self.wildcard[sub.id] = sub
+        else:
+            for event_type in sub.events:
+                self.by_type.setdefault(event_type, {})[sub.id] = sub
+
+    def discard(self, sub: Subscription) -> None:
+        self.wildcard.pop(sub.id, None)
+        self.disabled.pop(sub.id, None)
+        for event_type in sub.events:
+            bucket = self.by_type.get(event_type)
+            if bucket is None:
+                continue
+            bucket.pop(sub.id, None)
+            if not bucket:
+                del self.by_type[event_type]  # no empty buckets left behind by churn
+
+    def __bool__(self) -> bool:
+        return bool(self.by_type or self.wildcard or self.disabled)
+
+
 class SubscriptionIndex:
     def __init__(self) -> None:
         self._by_id: dict[str, Subscription] = {}
-        self._by_type: dict[str, dict[str, Subscription]] = {}
-        self._wildcard: dict[str, Subscription] = {}
-        self._disabled: dict[str, Subscription] = {}
+        self._accounts: dict[str, _AccountIndex] = {}
+        # Subscription ids per account, in upsert order (lists, counts, limits).
+        self._ids_by_account: dict[str, dict[str, None]] = {}
 
     def upsert(self, sub: Subscription) -> None:
         """Add `sub`, or replace the subscription with its id (old event types dropped)."""
         self.remove(sub.id)
         self._by_id[sub.id] = sub
-        if not sub.enabled:
-            self._disabled[sub.id] = sub
-            return
-        if sub.wildcard:
-            # Only here, so a sub listing "*" and a type is not matched twice.
-            self._wildcard[sub.id] = sub
-            return
-        for event_type in sub.events:
-            self._by_type.setdefault(event_type, {})[sub.id] = sub
+        self._accounts.setdefault(sub.account_id, _AccountIndex()).add(sub)
+        self._ids_by_account.setdefault(sub.account_id, {})[sub.id] = None
 
     def remove(self, sub_id: str) -> None:
         """Forget a subscription; unknown ids are ignored (tombstones may repeat)."""
         old = self._by_id.pop(sub_id, None)
         if old is None:
             return
-        self._wildcard.pop(sub_id, None)
-        self._disabled.pop(sub_id, None)
-        for event_type in old.events:
-            bucket = self._by_type.get(event_type)
-            if bucket is None:
-                continue
-            bucket.pop(sub_id, None)
-            if not bucket:
-                del self._by_type[event_type]  # no empty buckets left behind by churn
+        account = self._accounts.get(old.account_id)
+        if account is not None:
+            account.discard(old)
+            if not account:
+                del self._accounts[old.account_id]
+        ids = self._ids_by_account.get(old.account_id)
+        if ids is not None:
+            ids.pop(sub_id, None)
+            if not ids:
+                del self._ids_by_account[old.account_id]
 
     def get(self, sub_id: str) -> Subscription | None:
         return self._by_id.get(sub_id)
 
-    def match(self, event_type: str, include_disabled: bool = False) -> list[Subscription]:
-        """Enabled subscriptions for `event_type`, then the "*" ones, each group in the
-        order of their latest upsert; with `include_disabled`, then the disabled ones
-        subscribed to it (the fan-out hands those on to be dead-lettered, not dropped)."""
-        bucket = self._by_type.get(event_type)
+    def match(
+        self, account_id: str, event_type: str, include_disabled: bool = False
+    ) -> list[Subscription]:
+        """The account's enabled subscriptions for `event_type`, then its "*" ones, each
+        group in the order of their latest upsert; with `include_disabled`, then its
+        disabled ones subscribed to it (the fan-out hands those on to be dead-lettered,
+        not dropped). Another account's subscriptions are never returned."""
+        account = self._accounts.get(account_id)
+        if account is None:
+            return []
+        bucket = account.by_type.get(event_type)
         exact = list(bucket.values()) if bucket else []
-        found = exact + list(self._wildcard.values()) if self._wildcard else exact
-        if include_disabled and self._disabled:
-            found += [s for s in self._disabled.values() if s.subscribed(event_type)]
+        found = exact + list(account.wildcard.values()) if account.wildcard else exact
+        if include_disabled and account.disabled:
+            found += [s for s in account.disabled.values() if s.subscribed(event_type)]
         return found
 
-    def all(self) -> list[Subscription]:
-        """Every subscription, disabled ones included."""
-        return list(self._by_id.values())
+    def all(self, account_id: str | None = None) -> list[Subscription]:
+        """Every subscription, disabled ones included; of one account if given."""
+        if account_id is None:
+            return list(self._by_id.values())
+        return [self._by_id[i] for i in self._ids_by_account.get(account_id, ())]
+
+    def count(self, account_id: str) -> int:
+        """How many subscriptions the account has (its limit counts them)."""
+        return len(self._ids_by_account.get(account_id, ()))
+
+    def accounts(self) -> list[str]:
+        """Accounts with at least one subscription."""
+        return list(self._ids_by_account)
 
     def __len__(self) -> int:
         return len(self._by_id)

@@ -19,6 +19,7 @@ from typing import Any
 from confluent_kafka import Message
 
 from synctec_webhooks import deadletters
+from synctec_webhooks.accounts import DEFAULT_ACCOUNT
 from synctec_webhooks.config import Settings
 from synctec_webhooks.deadletters.writer import DeadLetterWriter
 from synctec_webhooks.errors import InvalidSubscription, SerializationError
@@ -36,6 +37,7 @@ def to_record(sub: Subscription) -> dict[str, Any]:
     """The Avro record. A sealed subscription's clear `secret` never reaches the topic."""
     return {
         "id": sub.id,
+        "account_id": sub.account_id,
         "url": sub.url,
         "events": list(sub.events),
         "secret": "" if sub.sealed_secrets else sub.secret,
@@ -67,6 +69,7 @@ def from_record(rec: dict[str, Any]) -> Subscription:
         enabled_at=rec.get("enabled_at", 0),
         max_in_flight=rec.get("max_in_flight"),
         rate_limit=rec.get("rate_limit"),
+        account_id=rec.get("account_id") or DEFAULT_ACCOUNT,
     )
 
 

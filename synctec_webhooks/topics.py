@@ -6,6 +6,9 @@
 <prefix>.retry.<n>               retry tier n (n = 1..len(delays)), one fixed delay each
 <prefix>.deadletters             what failed for good, with its history and reason
 <prefix>.attempts                every finished POST, keyed by webhook, for the admin service
+<prefix>.accounts                compacted, keyed by account id
+<prefix>.api-keys                compacted, keyed by key id (hashes only; revoked keys kept)
+<prefix>.audit                   every change, keyed by account id, time-limited retention
 """
 
 from __future__ import annotations
@@ -33,6 +36,18 @@ class Topics:
     @property
     def attempts(self) -> str:
         return f"{self.prefix}.attempts"
+
+    @property
+    def accounts(self) -> str:
+        return f"{self.prefix}.accounts"
+
+    @property
+    def api_keys(self) -> str:
+        return f"{self.prefix}.api-keys"
+
+    @property
+    def audit(self) -> str:
+        return f"{self.prefix}.audit"
 
     def delivery(self, webhook_id: str) -> str:
         return f"{self.prefix}.deliveries.{webhook_id}"

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from yarl import URL
 
 from synctec_webhooks import schemas
+from synctec_webhooks.accounts import DEFAULT_ACCOUNT, account_id_problem
 from synctec_webhooks.errors import InvalidSubscription
 from synctec_webhooks.matching import WILDCARD, Subscription
 from synctec_webhooks.secrets_crypto import SecretBox, SigningSecret
@@ -86,10 +87,15 @@ def create(
     box: SecretBox | Callable[[], SecretBox],
     now_ms: int,
     secret: str | None = None,
+    account_id: str = DEFAULT_ACCOUNT,
 ) -> Subscription:
-    """A new, enabled webhook with a fresh secret. The secret is sealed for the topic and
-    also kept in clear in the returned object, to be shown this once. `box` may be given
-    as a callable, so that no key is made for a request that is refused."""
+    """A new, enabled webhook of `account_id` with a fresh secret. The secret is sealed
+    for the topic and also kept in clear in the returned object, to be shown this once.
+    `box` may be given as a callable, so that no key is made for a request that is
+    refused."""
+    problem = account_id_problem(account_id)
+    if problem is not None:
+        raise InvalidSubscription("account_id", problem)
     events = parse_event_types(events)
     description = check_description(description)
     url = check_url(url, guard)
@@ -105,6 +111,7 @@ def create(
         created_at=now_ms,
         updated_at=now_ms,
         sealed_secrets=(box() if callable(box) else box).seal(webhook_id, [SigningSecret(secret)]),
+        account_id=account_id,
     )
 
 

@@ -108,6 +108,13 @@ def core_topics(settings: Settings) -> list[TopicSpec]:
         TopicSpec(f"{t.deadletters}.replayed", 1, {"cleanup.policy": "compact"}),
         # Recent attempts for people to look at, not a record to keep: a week is plenty.
         TopicSpec(t.attempts, 3, {"retention.ms": str(7 * 24 * 3600 * 1000)}),
+        # Accounts and API keys (hashes), read whole by every admin replica: compacted.
+        TopicSpec(t.accounts, 1, {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}),
+        TopicSpec(t.api_keys, 1, {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}),
+        # Who changed what: kept as long as the operator's audit policy says.
+        TopicSpec(
+            t.audit, 3, {"retention.ms": str(settings.audit_retention_days * 24 * 3600 * 1000)}
+        ),
     ]
     specs += [
         TopicSpec(t.retry(tier), settings.delivery_partitions)
