@@ -64,10 +64,19 @@ class Filters:
     event_id: str | None = None
     event_type: str | None = None
     ids: frozenset[str] | None = None
+    # One account's dead letters only: what every account credential is held to. A dead
+    # letter with no account (a record nobody could read) matches no account filter.
+    account_id: str | None = None
 
     @property
     def empty(self) -> bool:
-        return not (self.webhook_id or self.event_id or self.event_type or self.ids is not None)
+        return not (
+            self.webhook_id
+            or self.event_id
+            or self.event_type
+            or self.ids is not None
+            or self.account_id
+        )
 
     def may_match_key(self, key: bytes | None) -> bool:
         """False when the Kafka key alone rules the record out (dead letters are keyed
@@ -75,6 +84,8 @@ class Filters:
         return not self.webhook_id or key is None or key.decode(errors="replace") == self.webhook_id
 
     def match(self, record: dict[str, Any], dl_id: str) -> bool:
+        if self.account_id and record.get("account_id") != self.account_id:
+            return False
         if self.webhook_id and record["webhook_id"] != self.webhook_id:
             return False
         if self.event_id and record["event_id"] != self.event_id:
