@@ -91,6 +91,21 @@ def _instance_id(env: Mapping[str, str]) -> str:
     return raw
 
 
+# HS256 wants a key at least as long as its hash: 32 bytes.
+MIN_PORTAL_KEY_LENGTH = 32
+
+
+def _portal_signing_key(env: Mapping[str, str]) -> str | None:
+    key = env.get("SYNCTEC_PORTAL_SIGNING_KEY") or None
+    if key is not None and len(key) < MIN_PORTAL_KEY_LENGTH:
+        raise ConfigError(
+            f"SYNCTEC_PORTAL_SIGNING_KEY: use at least {MIN_PORTAL_KEY_LENGTH} characters, e.g. "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'` (or unset it: a "
+            "key derived from SYNCTEC_ADMIN_TOKEN is used)"
+        )
+    return key
+
+
 # One port per role, so the roles can run side by side on one host with no settings.
 DEFAULT_PORTS = {"run": 9400, "fanout": 9401, "deliver": 9402, "retry": 9403, "admin": 9404}
 
@@ -262,7 +277,7 @@ class Settings:
             admin_host=env.get("SYNCTEC_ADMIN_HOST") or cls.admin_host,
             admin_port=_port(env, "SYNCTEC_ADMIN_PORT", cls.admin_port),
             admin_token=env.get("SYNCTEC_ADMIN_TOKEN") or None,
-            portal_signing_key=env.get("SYNCTEC_PORTAL_SIGNING_KEY") or None,
+            portal_signing_key=_portal_signing_key(env),
             portal_link_ttl=_int(env, "SYNCTEC_PORTAL_LINK_TTL", cls.portal_link_ttl, 60, 86_400),
             portal_link_max_ttl=_int(
                 env, "SYNCTEC_PORTAL_LINK_MAX_TTL", cls.portal_link_max_ttl, 60, 86_400

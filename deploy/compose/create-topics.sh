@@ -17,6 +17,11 @@ create --topic "$PREFIX.subscriptions" --partitions 1 \
 create --topic "$PREFIX.deadletters" --partitions 3 --config retention.ms=-1
 create --topic "$PREFIX.deadletters.replayed" --partitions 1 --config cleanup.policy=compact
 create --topic "$PREFIX.attempts" --partitions 3 --config retention.ms=604800000
+create --topic "$PREFIX.accounts" --partitions 1 \
+    --config cleanup.policy=compact --config min.compaction.lag.ms=0
+create --topic "$PREFIX.api-keys" --partitions 1 \
+    --config cleanup.policy=compact --config min.compaction.lag.ms=0
+create --topic "$PREFIX.audit" --partitions 3 --config retention.ms=31536000000
 for tier in $(seq 1 "$RETRY_TIERS"); do
     create --topic "$PREFIX.retry.$tier" --partitions 3 --config retention.ms=604800000
 done
