@@ -15,6 +15,7 @@ from typing import Any
 from confluent_kafka import Producer
 
 from synctec_webhooks import attempts, deadletters, deliveries, schemas
+from synctec_webhooks.accounts import DEFAULT_ACCOUNT
 from synctec_webhooks.config import Settings
 from synctec_webhooks.kafka import TopicAdmin, core_topics, producer_config
 from synctec_webhooks.matching import Subscription
@@ -76,6 +77,7 @@ def _attempts(
     first_webhook, first_delivery = _WEBHOOK.format(0), _DELIVERY.format(0)
     delivery = {
         "webhook_id": first_webhook,
+        "account_id": DEFAULT_ACCOUNT,
         "delivery_id": first_delivery,
         "event_id": "evt_" + "0" * 32,
         "event_type": "product.synced",
@@ -112,6 +114,7 @@ def _dead_letters(
         sub = subs[n % webhooks]
         event = {
             "id": f"evt_bench{n:012d}",
+            "account_id": sub.account_id,
             "event": "sync.failed",
             "timestamp": "2025-01-29T14:30:00Z",
             "product": {"id": str(n % 1000), "title": "Merino Wool Sweater", "sku": "MWS-001"},

@@ -12,6 +12,8 @@ from typing import Any
 
 import psutil
 
+from synctec_webhooks.accounts import DEFAULT_ACCOUNT
+
 EVENT_TYPES = ("product.synced", "sync.failed", "inventory.updated", "collection.synced")
 
 
@@ -35,13 +37,18 @@ def unstamp(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
-def make_event(event_type: str, product: int, now: float) -> dict[str, Any]:
+def make_event(
+    event_type: str, product: int, now: float, account: str = DEFAULT_ACCOUNT
+) -> dict[str, Any]:
+    """One event of `account` (every event belongs to one; the webhooks the benchmark
+    adds are the default account's)."""
     product_ = {
         "id": str(product),
         "title": f"Merino Wool Sweater {product}",
         "sku": f"MWS-{product}",
     }
     common = {
+        "account_id": account,
         "timestamp": stamp(now),
         "source_store": "main-store.myshopify.com",
         "destination_store": "eu-store.myshopify.com",
@@ -71,9 +78,17 @@ def make_event(event_type: str, product: int, now: float) -> dict[str, Any]:
 
 
 class EventSource:
-    """Events drawn from the mix, about `products` distinct products, stamped on creation."""
+    """Events drawn from the mix, about `products` distinct products, stamped on creation,
+    all of `account`."""
 
-    def __init__(self, mix: dict[str, float], products: int = 1000, seed: int = 6) -> None:
+    def __init__(
+        self,
+        mix: dict[str, float],
+        products: int = 1000,
+        seed: int = 6,
+        account: str = DEFAULT_ACCOUNT,
+    ) -> None:
+        self._account = account
         self._rng = random.Random(seed)
         self._types = list(mix)
         self._weights = [mix[t] for t in self._types]
@@ -82,7 +97,9 @@ class EventSource:
     def take(self, n: int) -> list[dict[str, Any]]:
         now = time.time()
         types = self._rng.choices(self._types, self._weights, k=n)
-        return [make_event(t, self._rng.randrange(self._products), now) for t in types]
+        return [
+            make_event(t, self._rng.randrange(self._products), now, self._account) for t in types
+        ]
 
 
 def percentiles(values: Sequence[float], qs: Iterable[float] = (50, 95, 99)) -> list[float]:

@@ -28,7 +28,7 @@ from synctec_webhooks.consumers.delivery.handler import (
     decide,
 )
 from synctec_webhooks.consumers.delivery.outcome import Outcome
-from synctec_webhooks.consumers.delivery.sender import Sender
+from synctec_webhooks.consumers.delivery.sender import ACCOUNT_HEADER, Sender
 from synctec_webhooks.deadletters.writer import DeadLetterWriter
 from synctec_webhooks.errors import DeliveryFailed, SecretKeyError
 from synctec_webhooks.kafka import AsyncProducer, produce_until_acked
@@ -126,11 +126,14 @@ class Dispatcher:
             timestamp=timestamp,
             body=body,
         )
+        # Not signed: the webhook's own secret already says whose it is.
+        headers[ACCOUNT_HEADER] = record["account_id"]
         with self.metrics.in_flight.track_inprogress():
             outcome = await self._sender.post(sub.url, body, headers)
         self.counters.attempts += 1
         self.metrics.attempt(
             webhook_id=sub.id,
+            account_id=record["account_id"],
             event_type=record["event_type"],
             outcome=outcome,
             event_timestamp=record["event_timestamp"],

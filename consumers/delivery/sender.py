@@ -27,6 +27,8 @@ from synctec_webhooks.consumers.delivery.outcome import (
 from synctec_webhooks.ssrf import Guard, GuardedResolver, ip_literal
 
 _REFUSALS_CACHE = 100_000  # URLs whose IP-literal check a worker remembers
+# The StoreLink account the delivery belongs to, beside the signed headers (README).
+ACCOUNT_HEADER = "X-StoreLink-Account"
 
 
 class Sender:

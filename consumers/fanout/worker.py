@@ -35,6 +35,7 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Messag
 from synctec_webhooks import deadletters, schemas
 from synctec_webhooks.config import Settings
 from synctec_webhooks.consumers.fanout.encoding import RecordTooLarge, encode_deliveries
+from synctec_webhooks.consumers.fanout.handler import account_of, account_problem, matches_for
 from synctec_webhooks.errors import DeliveryFailed, SerializationError, SyncTecError
 from synctec_webhooks.kafka import (
     AsyncConsumer,
@@ -63,6 +64,7 @@ class Outgoing:
     key: str
     value: bytes
     source: deadletters.Source | None = None  # the event it was made for
+    account_id: str | None = None  # that event's account, when it could be read
 
 
 class TransactionAborted(SyncTecError):
@@ -140,9 +142,9 @@ class FanoutWorker:
         self._carry: list[Message] = []
         self._topic_names: dict[str, str] = {}
         self._wedged: list[TransactionalProducer] = []
-        # Events one of whose records the producer refused: (detail, size, refusals)
-        # until the chunk that dead-letters them commits.
-        self._refused: dict[deadletters.Source, tuple[str, int, int]] = {}
+        # Events one of whose records the producer refused: (detail, size, refusals,
+        # account) until the chunk that dead-letters them commits.
+        self._refused: dict[deadletters.Source, tuple[str, int, int, str | None]] = {}
         self.events_consumed = 0
         self.deliveries_written = 0
         self.dead_lettered = 0
@@ -259,11 +261,12 @@ class FanoutWorker:
         if source is None:
             raise exc.error
         detail = f"the producer refused its {size:,}-byte record: {exc.error}"
-        detail, size, refusals = self._refused.get(source, (detail, size, 0))
+        first = (detail, size, 0, exc.outgoing.account_id)
+        detail, size, refusals, account = self._refused.get(source, first)
         if refusals >= 2:
             raise exc.error
         logger.error("fan-out: %s/%d@%d: %s", *astuple(source), exc)
-        self._refused[source] = (detail, size, refusals + 1)
+        self._refused[source] = (detail, size, refusals + 1, account)
 
     async def _commit_chunk(self, outgoing: list[Outgoing], offsets: list[TopicPartition]) -> bool:
         """Commit one chunk with the offsets of every event up to its end; False when the
@@ -365,10 +368,11 @@ class FanoutWorker:
     def _plan(self, msg: Message, now_ms: int) -> list[Outgoing]:
         source = deadletters.Source(*position(msg))
         if source in self._refused:
-            detail, size, refusals = self._refused[source]
-            self._uncommitted.append(lambda: self.metrics.event_consumed(None, 0))
+            detail, size, refusals, account = self._refused[source]
+            self._uncommitted.append(lambda: self.metrics.event_consumed(None, 0, account))
             letter = self._dead_letter(
                 deadletters.TOO_LARGE, detail, source, msg.value(), now_ms, size,
+                account_id=account,
                 keep_raw=refusals < 2,  # its dead letter was refused too: without the bytes
             )  # fmt: skip
             return [letter]
@@ -377,30 +381,40 @@ class FanoutWorker:
         except SerializationError as exc:
             if exc.retriable:
                 raise  # the registry is unreachable: these bytes will decode later
-            self._uncommitted.append(lambda: self.metrics.event_consumed(None, 0))
+            self._uncommitted.append(lambda: self.metrics.event_consumed(None, 0, None))
             return [
                 self._dead_letter(deadletters.UNDECODABLE, str(exc), source, msg.value(), now_ms)
             ]
         event_type = _EVENT_TYPE_OF.get(name)
         if event_type is None:
             detail = f"record of schema {name} is not a sync event"
-            self._uncommitted.append(lambda: self.metrics.event_consumed(None, 0))
+            self._uncommitted.append(lambda: self.metrics.event_consumed(None, 0, None))
             return [
                 self._dead_letter(deadletters.INVALID_EVENT, detail, source, msg.value(), now_ms)
             ]
-        # Disabled webhooks too: the delivery worker dead-letters their deliveries
-        # (webhook_disabled), so re-enabling and replaying gets every event to them.
-        matches = self._table.index.match(event_type, include_disabled=True)
+        problem = account_problem(event)
+        if problem is not None:
+            self._uncommitted.append(lambda: self.metrics.event_consumed(event_type, 0, None))
+            detail = f"{event_type} event of no account: {problem}"
+            reason, raw = deadletters.INVALID_EVENT, msg.value()
+            return [self._dead_letter(reason, detail, source, raw, now_ms, None, event_type)]
+        account = account_of(event)
+        # The event's own account's webhooks only, disabled ones included.
+        matches = matches_for(self._table.index, event_type, event)
         try:
             encoded = encode_deliveries(
                 self._codec, self._delivery_topic, event_type, event, matches, now_ms
             )
         except RecordTooLarge as exc:
-            self._uncommitted.append(lambda: self.metrics.event_consumed(event_type, 0))
+            self._uncommitted.append(lambda: self.metrics.event_consumed(event_type, 0, account))
             reason, raw = deadletters.TOO_LARGE, msg.value()
-            return [self._dead_letter(reason, str(exc), source, raw, now_ms, exc.size, event_type)]
-        self._uncommitted.append(lambda: self.metrics.event_consumed(event_type, len(matches)))
-        return [Outgoing(topic, key, value, source) for topic, key, value in encoded]
+            letter = self._dead_letter(
+                reason, str(exc), source, raw, now_ms, exc.size, event_type, account_id=account
+            )
+            return [letter]
+        found = len(matches)
+        self._uncommitted.append(lambda: self.metrics.event_consumed(event_type, found, account))
+        return [Outgoing(topic, key, value, source, account) for topic, key, value in encoded]
 
     def _delivery_topic(self, webhook_id: str) -> str:
         topic = self._topic_names.get(webhook_id)
@@ -418,16 +432,18 @@ class FanoutWorker:
         original_size: int | None = None,
         event_type: str | None = None,
         keep_raw: bool = True,
+        account_id: str | None = None,
     ) -> Outgoing:
         record = deadletters.build(reason, detail, source, now_ms, raw=raw,
-                                   original_size=original_size)  # fmt: skip
+                                   original_size=original_size, account_id=account_id)  # fmt: skip
         if not keep_raw:
             record = deadletters.cut(record, len(raw or b""), keep=0)
         logger.error("dead-lettering %s/%d@%d: %s", *astuple(source), record["detail"])
         record, value = deadletters.fit(record, self._encode_dead_letter)
         self.dead_lettered += 1
-        self._uncommitted.append(lambda: self.metrics.dead_lettered(reason, event_type))
-        return Outgoing(self._topics.deadletters, deadletters.key_of(record), value, source)
+        self._uncommitted.append(lambda: self.metrics.dead_lettered(reason, event_type, account_id))
+        topic, key = self._topics.deadletters, deadletters.key_of(record)
+        return Outgoing(topic, key, value, source, account_id)
 
     def _encode_dead_letter(self, record: dict[str, Any]) -> bytes:
         return self._codec.encode(self._topics.deadletters, schemas.DEAD_LETTER, record)

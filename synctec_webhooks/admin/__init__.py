@@ -1,4 +1,5 @@
-"""The admin service: JSON API under /api/v1, the settings page at /, endpoint health.
+"""The admin service: JSON API under /api/v1 (webhooks, dead letters, accounts, API keys,
+portal links, the audit trail), the settings page at /, endpoint health.
 
 `server.AdminServer` is the process role; `api` the routes; `service.AdminService` what
 they do. Imports point down only: server -> api -> service.

@@ -1,10 +1,11 @@
 """`POST /webhooks/{id}/test`: a sample event, sent to one webhook through the pipeline.
 
 The delivery record is planned by the fan-out's own code and written straight to that
-webhook's delivery topic, so only that endpoint gets it, and from there it is a
-delivery like any other: signed by the delivery worker, retried, dead-lettered, logged
-to the attempts topic. The event is a valid event of its type with sample data; its id
-starts with `evt_test_` so receivers can tell it from real traffic.
+webhook's delivery topic, so only that endpoint gets it (the event belongs to the
+webhook's account), and from there it is a delivery like any other: signed by the
+delivery worker, retried, dead-lettered, logged to the attempts topic. The event is a
+valid event of its type with sample data; its id starts with `evt_test_` so receivers
+can tell it from real traffic.
 """
 
 from __future__ import annotations
@@ -54,6 +55,6 @@ def build_test_delivery(sub: Subscription, event_type: str, now: datetime) -> Pl
         "timestamp": now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         **_SAMPLES[event_type],
     }
-    _, record = validate_event(event)
+    _, record = validate_event(event, account=sub.account_id)
     [planned] = plan(event_type, record, [sub], int(now.timestamp() * 1000))
     return planned

@@ -33,7 +33,7 @@ class AdminServer:
         service = self.service
         runner = web.AppRunner(build_app(service), access_log=None, handle_signals=False)
         try:
-            await service.start()
+            await service.start()  # the account table and audit log too; stopped by close()
             await runner.setup()
             site = web.TCPSite(runner, self.settings.admin_host, self.settings.admin_port)
             await site.start()
@@ -51,7 +51,11 @@ class AdminServer:
             await service.close()
 
     def readiness(self) -> tuple[bool, str]:
-        """For /readyz: ready once the attempts are replayed and the API listens."""
+        """For /readyz: ready once the accounts and keys are loaded, the attempts and the
+        audit trail replayed, and the API listens."""
         if self.url is None:
-            return False, "starting: replaying the attempts topic, API not listening yet"
+            return False, (
+                "starting: loading accounts and API keys, replaying the attempts and audit "
+                "topics, API not listening yet"
+            )
         return True, f"API on {self.url}/api/v1"

@@ -1,10 +1,13 @@
-"""What the API shows of webhooks, attempts and dead letters. Never a signing secret:
-only `created` (POST /webhooks) and `rotated` (rotate-secret) add one, that once."""
+"""What the API shows of webhooks, attempts, dead letters, accounts, API keys and audit
+entries. Never a signing secret nor an API key's hash: only `created` (POST /webhooks),
+`rotated` (rotate-secret) and `key_created` (POST .../api-keys) show a secret, that once."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
+from synctec_webhooks.accounts import Account, ApiKey
 from synctec_webhooks.matching import Subscription
 from synctec_webhooks.webhooks import redact_url
 
@@ -29,6 +32,7 @@ def webhook_view(
 ) -> dict[str, Any]:
     return {
         "id": sub.id,
+        "account_id": sub.account_id,
         "url": redact_url(sub.url, sub.url),
         "events": list(sub.events),
         "description": sub.description,
@@ -64,3 +68,49 @@ def dead_letter_view(summary: dict[str, Any]) -> dict[str, Any]:
         for h in summary["history"]
     ]
     return {**summary, "detail": redact(summary["detail"]), "history": history}
+
+
+def account_view(account: Account, webhooks: int) -> dict[str, Any]:
+    return {
+        "id": account.id,
+        "name": account.name,
+        "created_at": account.created_at,
+        "max_webhooks": account.max_webhooks,
+        "webhooks": webhooks,
+    }
+
+
+def key_view(key: ApiKey) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "prefix": key.prefix,
+        "name": key.name,
+        "created_at": key.created_at,
+        "created_by": key.created_by,
+        "revoked_at": key.revoked_at or None,
+    }
+
+
+def key_created(key: ApiKey, secret: str) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "prefix": key.prefix,
+        "key": secret,
+        "account_id": key.account_id,
+        "name": key.name,
+        "created_at": key.created_at,
+    }
+
+
+def audit_view(entry: dict[str, Any]) -> dict[str, Any]:
+    at = datetime.fromtimestamp(entry["at"] / 1000, UTC)
+    return {
+        "id": entry["id"],
+        "account_id": entry["account_id"],
+        "at": at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "actor": {"kind": entry["actor_kind"], "id": entry["actor_id"]},
+        "action": entry["action"],
+        "target_id": entry["target_id"],
+        "detail": entry["detail"],
+        "address": entry["address"],
+    }

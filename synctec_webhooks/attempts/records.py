@@ -28,6 +28,9 @@ def attempt_record(
     """`result` is DELIVERED, RETRY or the dead-letter reason the attempt led to."""
     return {
         "webhook_id": delivery["webhook_id"],
+        # The delivery's account (its webhook's): the admin service shows an account
+        # its own attempts only.
+        "account_id": delivery["account_id"],
         "delivery_id": delivery["delivery_id"],
         "event_id": delivery["event_id"],
         "event_type": delivery["event_type"],

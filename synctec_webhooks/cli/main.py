@@ -12,11 +12,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from synctec_webhooks.accounts import DEFAULT_ACCOUNT, account_id_problem
 from synctec_webhooks.config import Settings
 from synctec_webhooks.errors import ConfigError
 
 if TYPE_CHECKING:
-    from synctec_webhooks.producers.subscriptions import Resealed
+    from synctec_webhooks.accounts import Account
+    from synctec_webhooks.producers.subscriptions import Resealed, SubscriptionWriter
 
 
 def _settings() -> Settings:
@@ -104,6 +106,28 @@ def cmd_broker(args: argparse.Namespace) -> int:
 # --- producing --------------------------------------------------------------------
 
 
+def _account_problem(account: str | None) -> str | None:
+    """The error line for a bad `--account`, or None."""
+    problem = None if account is None else account_id_problem(account)
+    return None if problem is None else f"error: --account: {problem}"
+
+
+def _in_account(events: list[object], account: str | None) -> list[object]:
+    """Events without an "account_id", given none with --account, go to the default
+    account: the walk-through in the README needs no account. (The library has no such
+    default: a sync service must say whose event it is.)"""
+    from synctec_webhooks.events import ACCOUNT_FIELD
+
+    if account is not None:
+        return events
+    return [
+        {**e, ACCOUNT_FIELD: DEFAULT_ACCOUNT}
+        if isinstance(e, dict) and ACCOUNT_FIELD not in e
+        else e
+        for e in events
+    ]
+
+
 def cmd_emit(args: argparse.Namespace) -> int:
     from synctec_webhooks.errors import InvalidEvent
     from synctec_webhooks.events import parse_events_json
@@ -111,11 +135,13 @@ def cmd_emit(args: argparse.Namespace) -> int:
 
     text = sys.stdin.read() if args.event in (None, "-") else args.event
     try:
-        events = parse_events_json(text)
+        events = _in_account(parse_events_json(text), args.account)
         if not events:
             raise InvalidEvent("input", "no event given: pass one JSON object, or NDJSON on stdin")
         producer = EventProducer(_settings())
-        ids = producer.emit_many(events)  # validates all first: one bad event, none sent
+        # Validates all first: one bad event, none sent. --account and an event's own
+        # "account_id" must agree.
+        ids = producer.emit_many(events, args.account)
         producer.flush()
     except InvalidEvent as exc:
         print(f"error: {exc}; nothing was sent", file=sys.stderr)
@@ -126,49 +152,145 @@ def cmd_emit(args: argparse.Namespace) -> int:
 
 
 def cmd_webhooks(args: argparse.Namespace) -> int:
-    from synctec_webhooks.producers.subscriptions import InvalidSubscription, SubscriptionWriter
+    from synctec_webhooks.producers.subscriptions import SubscriptionWriter
 
-    writer = SubscriptionWriter(_settings())
+    problem = _account_problem(getattr(args, "account", None))
+    if problem is not None:
+        print(problem, file=sys.stderr)
+        return 2
+    settings = _settings()
+    writer = SubscriptionWriter(settings)
     if args.action == "add":
-        try:
-            sub = writer.add(
-                args.url,
-                args.events,
-                description=args.description,
-                max_in_flight=args.max_in_flight,
-                rate_limit=args.rate_limit,
-            )
-        except InvalidSubscription as exc:
-            print(f"error: {exc}; nothing was saved", file=sys.stderr)
-            return 2
-        if args.json:
-            _print_json(
-                {"id": sub.id, "url": sub.url, "events": list(sub.events), "secret": sub.secret}
-            )
-        else:
-            print(f"webhook {sub.id} -> {sub.url} for {', '.join(sub.events)}")
-            print(f"secret (shown once, keep it to verify signatures): {sub.secret}")
-        return 0
+        return _add_webhook(writer, settings, args)
     if args.action == "list":
-        from synctec_webhooks.admin.views import webhook_view
-        from synctec_webhooks.webhooks import redact_url
-
-        subs = writer.list()
-        for s in subs:
-            if args.json:
-                _print_json(webhook_view(s))  # the API's view: never the secret
-            else:
-                state = "" if s.enabled else f"  (disabled: {s.disabled_reason})"
-                print(f"{s.id}  {redact_url(s.url, s.url)}  {','.join(s.events)}{state}")
-        if not subs and not args.json:
-            print("no webhooks yet: synctec-webhooks webhooks add --url URL --events '*'")
-        return 0
+        return _list_webhooks(writer, args.account, args.json)
     if args.action == "reseal":
         return _reseal(writer.reseal(), args.json)
-    if not writer.remove(args.id):
+    found = [s for s in writer.list() if s.id == args.id]
+    if not found:
         print(f"error: no webhook {args.id}; see 'synctec-webhooks webhooks list'", file=sys.stderr)
         return 1
+    writer.remove(args.id, known=True)
+    _audit(settings, found[0].account_id, "webhook.deleted", args.id)
     print(f"removed {args.id}")
+    return 0
+
+
+def _account(settings: Settings, account_id: str) -> Account | None:
+    """The account as the accounts topic has it now (the default one always exists)."""
+    from synctec_webhooks.account_table import AccountTable
+    from synctec_webhooks.serialization import make_codec
+
+    async def read() -> Account | None:
+        table = AccountTable(
+            settings, make_codec(settings.schema_registry_url), client_id="cli-accounts"
+        )
+        await table.start()
+        await table.stop()
+        return table.account(account_id)
+
+    return asyncio.run(read())
+
+
+def _audit(
+    settings: Settings,
+    account_id: str,
+    action: str,
+    target_id: str | None = None,
+    detail: str | None = None,
+) -> None:
+    """One entry on the audit trail, as the API writes for its changes; actor "cli"."""
+    from synctec_webhooks import audit
+    from synctec_webhooks.producers.audit import AuditWriter
+
+    async def write() -> None:
+        writer = AuditWriter(settings)
+        try:
+            await writer.record(account_id, action, audit.CLI, target_id, detail)
+        finally:
+            writer.close()
+
+    asyncio.run(write())
+
+
+def _add_webhook(writer: SubscriptionWriter, settings: Settings, args: argparse.Namespace) -> int:
+    from synctec_webhooks.producers.subscriptions import InvalidSubscription
+    from synctec_webhooks.webhooks import redact_url
+
+    # The API's rules: the account must exist, and its webhook limit holds (409
+    # webhook_limit there). Counted from the topics as read now: two `add`s at once may
+    # both pass, as requests to two admin replicas may.
+    account = _account(settings, args.account)
+    if account is None:
+        print(
+            f"error: no account {args.account!r}: the operator creates it first "
+            "(POST /api/v1/accounts, docs/accounts.md); nothing was saved",
+            file=sys.stderr,
+        )
+        return 1
+    limit = account.webhook_limit(settings.max_webhooks_per_account)
+    count = sum(1 for s in writer.list() if s.account_id == account.id)
+    if count >= limit:
+        setting = (
+            f"SYNCTEC_MAX_WEBHOOKS_PER_ACCOUNT={limit}"
+            if account.max_webhooks is None
+            else f"the account's max_webhooks={limit}"
+        )
+        print(
+            f"error: account {account.id!r} has {count} webhooks, its limit ({setting}); "
+            "remove one ('synctec-webhooks webhooks remove ID') or raise the limit; "
+            "nothing was saved",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        sub = writer.add(
+            args.url,
+            args.events,
+            description=args.description,
+            max_in_flight=args.max_in_flight,
+            rate_limit=args.rate_limit,
+            account_id=args.account,
+        )
+    except InvalidSubscription as exc:
+        print(f"error: {exc}; nothing was saved", file=sys.stderr)
+        return 2
+    _audit(settings, sub.account_id, "webhook.created", sub.id, redact_url(sub.url, sub.url))
+    if args.json:
+        _print_json(
+            {
+                "id": sub.id,
+                "account_id": sub.account_id,
+                "url": sub.url,
+                "events": list(sub.events),
+                "secret": sub.secret,
+            }
+        )
+    else:
+        print(
+            f"webhook {sub.id} of account {sub.account_id} -> {sub.url} for {', '.join(sub.events)}"
+        )
+        print(f"secret (shown once, keep it to verify signatures): {sub.secret}")
+    return 0
+
+
+def _list_webhooks(writer: SubscriptionWriter, account: str | None, json_output: bool) -> int:
+    from synctec_webhooks.admin.views import webhook_view
+    from synctec_webhooks.webhooks import redact_url
+
+    subs = [s for s in writer.list() if account is None or s.account_id == account]
+    for s in subs:
+        if json_output:
+            # The API's view (never the secret), with the account as the API shows it.
+            _print_json({**webhook_view(s), "account_id": s.account_id})
+        else:
+            state = "" if s.enabled else f"  (disabled: {s.disabled_reason})"
+            print(
+                f"{s.id}  {s.account_id}  {redact_url(s.url, s.url)}  {','.join(s.events)}{state}"
+            )
+    if not subs and not json_output:
+        where = f" in account {account}" if account is not None else ""
+        print(f"no webhooks yet{where}: synctec-webhooks webhooks add --url URL --events '*'")
     return 0
 
 
@@ -202,13 +324,17 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     from synctec_webhooks.deadletters.replay import NOT_REPLAYABLE, DeadLetters
     from synctec_webhooks.serialization import make_codec
 
+    problem = _account_problem(args.account)
+    if problem is not None:
+        print(problem, file=sys.stderr)
+        return 2
     ids = frozenset(args.id) if getattr(args, "id", None) else None
-    filters = Filters(args.webhook, args.event_id, args.event_type, ids)
+    filters = Filters(args.webhook, args.event_id, args.event_type, ids, account_id=args.account)
     if args.action == "replay" and filters.empty and not args.all:
         # As the API refuses an empty body: a bare `replay` must not resend everything.
         print(
-            "error: give a filter (--webhook, --event-id, --event-type, --id), or --all to "
-            "replay every dead letter; nothing was replayed",
+            "error: give a filter (--account, --webhook, --event-id, --event-type, --id), or "
+            "--all to replay every dead letter; nothing was replayed",
             file=sys.stderr,
         )
         return 2
@@ -217,20 +343,36 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     if args.action == "list":
         shown = 0
         for v in dls.views(filters):
-            s = dead_letter_view(v.summary())  # the API's view: URL passwords masked
+            # The API's view (URL passwords masked), with the account (null: a record
+            # nobody could read, which no account filter matches).
+            s = {"account_id": v.record.get("account_id"), **dead_letter_view(v.summary())}
             shown += 1
             if args.json:
                 _print_json(s)
             else:
                 state = "replayed" if s["replayed_at"] else "dead"
                 print(
-                    f"{s['dead_letter_id']}  {state:8}  {s['reason']:18} webhook={s['webhook_id']} "
+                    f"{s['dead_letter_id']}  {state:8}  {s['reason']:18} "
+                    f"account={s['account_id'] or '-'} webhook={s['webhook_id']} "
                     f"event={s['event_id']} attempts={s['attempts']}  {s['detail']}"
                 )
         if not shown and not args.json:
             print("no dead letters")
         return 0
     report = dls.replay_report(filters, everything=args.all)
+    given = [
+        f"{name}={value}"
+        for name, value in (
+            ("account_id", args.account),
+            ("webhook_id", args.webhook),
+            ("event_id", args.event_id),
+            ("event_type", args.event_type),
+        )
+        if value
+    ] + ([f"{len(ids)} ids"] if ids else [])
+    for account, count in sorted(report.by_account.items()):
+        detail = f"{count} replayed ({', '.join(given) or 'all'})"
+        _audit(settings, account, "dead_letters.replayed", None, detail)
     print(
         f"replayed {report.replayed} dead letter{'' if report.replayed == 1 else 's'}"
         + "".join(
@@ -294,6 +436,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("emit", help="emit sync events (a JSON argument, or NDJSON on stdin)")
     s.add_argument("event", nargs="?", help="the event as JSON; '-' or absent reads stdin")
+    s.add_argument(
+        "--account",
+        help='the account the events belong to (or "account_id" in each event; '
+        f'neither: "{DEFAULT_ACCOUNT}")',
+    )
     s.set_defaults(func=cmd_emit)
 
     s = sub.add_parser("webhooks", help="add, list, remove, reseal webhook subscriptions")
@@ -304,8 +451,12 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--description")
     a.add_argument("--max-in-flight", type=int, help="POSTs in flight to it per worker")
     a.add_argument("--rate-limit", type=float, help="requests per second to it per worker")
+    a.add_argument(
+        "--account", default=DEFAULT_ACCOUNT, help=f"the account it belongs to ({DEFAULT_ACCOUNT})"
+    )
     a.add_argument("--json", action="store_true")
-    a = wsub.add_parser("list", help="list webhooks")
+    a = wsub.add_parser("list", help="list webhooks, with their account")
+    a.add_argument("--account", help="only this account's webhooks")
     a.add_argument("--json", action="store_true", help="one JSON object per line")
     a = wsub.add_parser("remove", help="remove a webhook (a tombstone on the topic)")
     a.add_argument("id")
@@ -321,6 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = s.add_subparsers(dest="action", required=True, metavar="ACTION")
     for name in ("list", "replay"):
         a = dsub.add_parser(name, help=f"{name} dead letters")
+        a.add_argument("--account", help="only this account's dead letters")
         a.add_argument("--webhook", help="only this webhook id")
         a.add_argument("--event-id", help="only this event id")
         a.add_argument("--event-type", help="only this event type")

@@ -16,6 +16,11 @@ Reasons (the `reason` field, a stable machine code; `detail` is the human senten
                         over MAX_BODY_BYTES (events.py), or a delivery or retry record over
                         MAX_RECORD_BYTES; `original_size` says how large
 
+Account. A dead letter belongs to the account of its delivery record (`account_id`, at
+the top level, where the admin service filters on it), or of the event it was made from;
+None when the record could not be read, so nobody knows whose it is: only operators see
+those. Dead letters written before accounts existed read as the default account.
+
 Size. A dead letter always fits in a Kafka record: `raw` keeps at most RAW_KEPT bytes, and
 `fit` leaves out a delivery too large to keep (the start of its payload goes to `raw`).
 Either sets `truncated` and `original_size`; a dead letter without its delivery is not
@@ -81,9 +86,13 @@ def build(
     delivery: dict[str, Any] | None = None,
     raw: bytes | None = None,
     original_size: int | None = None,
+    account_id: str | None = None,
 ) -> dict[str, Any]:
     """The dead letter; `raw` cut to RAW_KEPT bytes. `original_size`: how large what did
-    not fit was (too_large); else the size of `raw` when it is cut."""
+    not fit was (too_large); else the size of `raw` when it is cut. The account is the
+    delivery's; without a delivery, `account_id` (None: the record could not be read)."""
+    if delivery is not None:
+        account_id = delivery["account_id"]
     history = list(delivery["history"]) if delivery else []
     truncated = raw is not None and len(raw) > RAW_KEPT
     if raw is not None and truncated:
@@ -98,6 +107,7 @@ def build(
         "source_partition": source.partition,
         "source_offset": source.offset,
         "webhook_id": delivery["webhook_id"] if delivery else None,
+        "account_id": account_id,
         "event_id": delivery["event_id"] if delivery else None,
         "delivery_id": delivery["delivery_id"] if delivery else None,
         "event_type": delivery["event_type"] if delivery else None,

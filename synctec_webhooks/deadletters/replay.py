@@ -40,6 +40,7 @@ from typing import Any
 from confluent_kafka import KafkaException, Producer
 
 from synctec_webhooks import schemas
+from synctec_webhooks.accounts import DEFAULT_ACCOUNT
 from synctec_webhooks.config import Settings
 from synctec_webhooks.deadletters.listing import Filters, PageBuilder, identity
 from synctec_webhooks.errors import SerializationError
@@ -75,6 +76,7 @@ class DeadLetterView:
         r = self.record
         return {
             "dead_letter_id": r["dead_letter_id"],
+            "account_id": r.get("account_id"),
             "webhook_id": r["webhook_id"],
             "event_id": r["event_id"],
             "delivery_id": r["delivery_id"],
@@ -97,6 +99,8 @@ Views = list[DeadLetterView]  # `DeadLetters.list` hides the builtin in its clas
 class ReplayReport:
     replayed: int = 0
     not_replayable: Counter[str] = field(default_factory=Counter)  # reason -> count
+    # replayed, by account (the audit trail has an entry per account); not in as_dict
+    by_account: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -159,10 +163,12 @@ class DeadLetters:
         event_id: str | None = None,
         event_type: str | None = None,
         ids: Collection[str] | None = None,
+        account_id: str | None = None,
     ) -> list[DeadLetterView]:
         """Every dead letter that matches, in topic order (the CLI and tests; the API
-        takes a `page`)."""
-        return list(self.views(Filters(webhook_id, event_id, event_type, _ids(ids))))
+        takes a `page`); of one account, if given."""
+        filters = Filters(webhook_id, event_id, event_type, _ids(ids), account_id)
+        return list(self.views(filters))
 
     def views(self, filters: Filters) -> Iterator[DeadLetterView]:
         """Every dead letter that matches, one at a time, in topic order."""
@@ -207,9 +213,11 @@ class DeadLetters:
         ids: Collection[str] | None = None,
         *,
         everything: bool = False,
+        account_id: str | None = None,
     ) -> tuple[int, int]:
-        """`replay_report`, counted: (replayed, not replayable)."""
-        filters = Filters(webhook_id, event_id, event_type, _ids(ids))
+        """`replay_report`, counted: (replayed, not replayable); `account_id` holds the
+        replay to one account's dead letters (with `everything`, all of them)."""
+        filters = Filters(webhook_id, event_id, event_type, _ids(ids), account_id)
         report = self.replay_report(filters, everything=everything)
         return report.replayed, sum(report.not_replayable.values())
 
@@ -240,6 +248,7 @@ class DeadLetters:
                     replayer.add(rec)
             replayer.flush()
             report.replayed = replayer.count
+            report.by_account = replayer.by_account
             if replayer.gone:  # deleted while the replay ran
                 report.not_replayable[WEBHOOK_NOT_FOUND] += replayer.gone
         return report
@@ -272,6 +281,7 @@ class _Replayer:
         self._batch: list[dict[str, Any]] = []
         self._failures = 0
         self.count = 0
+        self.by_account: Counter[str] = Counter()
         self.gone = 0  # left out: their webhook was deleted meanwhile
 
     def __enter__(self) -> _Replayer:
@@ -344,6 +354,7 @@ class _Replayer:
         for rec in batch:
             self._markers[rec["dead_letter_id"]] = now
         self.count += len(batch)
+        self.by_account.update(_account(rec) for rec in batch)
         self._batch.clear()
         self._failures = 0
 
@@ -358,6 +369,10 @@ class _Replayer:
         pause = min(5.0, 0.1 * 2**self._failures) * random.uniform(0.5, 1.5)
         logger.info("replay transaction not committed (%s); trying again in %.1f s", exc, pause)
         time.sleep(pause)
+
+
+def _account(rec: dict[str, Any]) -> str:
+    return str(rec.get("account_id") or rec["delivery"].get("account_id") or DEFAULT_ACCOUNT)
 
 
 def _ids(ids: Collection[str] | None) -> frozenset[str] | None:

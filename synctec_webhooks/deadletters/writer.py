@@ -50,11 +50,20 @@ class DeadLetterWriter:
         raw: bytes | None = None,
         stop: asyncio.Event | None = None,
         original_size: int | None = None,
+        account_id: str | None = None,
     ) -> None:
-        """Returns once the broker acknowledged the dead letter."""
+        """Returns once the broker acknowledged the dead letter. It belongs to the
+        delivery's account; without a delivery, to `account_id` (None: unknown)."""
         now_ms = int(self._clock() * 1000)
         dl = deadletters.build(
-            reason, detail, source, now_ms, delivery=delivery, raw=raw, original_size=original_size
+            reason,
+            detail,
+            source,
+            now_ms,
+            delivery=delivery,
+            raw=raw,
+            original_size=original_size,
+            account_id=account_id,
         )
         dl, value = deadletters.fit(dl, self._encode)
         try:
@@ -67,7 +76,9 @@ class DeadLetterWriter:
             dl = deadletters.cut(dl, len(value), keep=0)
             await self._produce(dl, self._encode(dl), stop)
         self.by_reason[reason] += 1
-        self._metrics.dead_lettered(reason, delivery["event_type"] if delivery else None)
+        self._metrics.dead_lettered(
+            reason, delivery["event_type"] if delivery else None, dl["account_id"]
+        )
         logger.warning(
             "dead-lettered %s (%s): %s",
             dl["delivery_id"] or f"{source.topic}/{source.partition}@{source.offset}",

@@ -6,7 +6,10 @@ docs/metrics.md; the Grafana dashboard and the alert rules use nothing else.
 
 Label values are bounded: event types and dead-letter reasons come from fixed lists
 (anything else is counted as "other"), outcomes are classes of result, never URLs, and
-per-webhook series exist only for webhooks an operator opted in, up to a cap.
+per-webhook series exist only for webhooks an operator opted in, up to a cap. Accounts
+likewise: the three `account_*` families give an account a label value of its own only
+when an operator opted it in (up to a cap); every other account is counted under one
+value, "_other", so that they still add up to the platform's totals.
 """
 
 from __future__ import annotations
@@ -124,6 +127,7 @@ class WebhookLabels:
     "*" on a platform with a million webhooks costs `cap + 1` series, not a million.
     """
 
+    # Neither a webhook id nor an account id can start with "_".
     OVERFLOW = "_other"
 
     def __init__(self, opted_in: Iterable[str], cap: int) -> None:
@@ -149,6 +153,20 @@ class WebhookLabels:
         return self.OVERFLOW
 
 
+class AccountLabels(WebhookLabels):
+    """The `account` label value: the account's id when opted in (by id, or "*") and
+    within the cap (SYNCTEC_METRICS_PER_ACCOUNT[_CAP]), else "_other"; "_unknown" for a
+    record whose account could not be read. At most `cap + 2` values, whatever the
+    number of merchants."""
+
+    UNKNOWN = "_unknown"
+
+    def label(self, account_id: str | None) -> str:
+        if account_id is None:
+            return self.UNKNOWN
+        return super().label(account_id) or self.OVERFLOW
+
+
 @dataclass(frozen=True)
 class Metrics:
     registry: CollectorRegistry
@@ -166,7 +184,11 @@ class Metrics:
     subscriptions: Gauge
     kafka_errors: Counter
     webhook_deliveries: Counter
+    account_events: Counter
+    account_deliveries: Counter
+    account_dead_letters: Counter
     webhooks: WebhookLabels
+    accounts: AccountLabels
     # Labelled children already made, by metric and labels: `labels()` validates and
     # locks on every call, which was 5% of a delivery worker's CPU at one call per POST.
     _children: dict[tuple[int, tuple[str, ...]], Any] = field(
@@ -189,6 +211,8 @@ class Metrics:
         retry_tiers: int = 3,
         per_webhook: Iterable[str] = (),
         per_webhook_cap: int = 50,
+        per_account: Iterable[str] = (),
+        per_account_cap: int = 50,
     ) -> Metrics:
         registry = CollectorRegistry() if registry is None else registry
         # A `_created` gauge beside every counter doubles the series and no query uses it.
@@ -262,7 +286,26 @@ class Metrics:
                 "Delivery attempts per opted-in webhook (SYNCTEC_METRICS_PER_WEBHOOK)",
                 ["webhook_id", "outcome"],
             ),
+            account_events=counter(
+                "account_events",
+                "Sync events the fan-out read, per account (SYNCTEC_METRICS_PER_ACCOUNT; "
+                "the others under _other)",
+                ["account"],
+            ),
+            account_deliveries=counter(
+                "account_deliveries",
+                "Delivery attempts per account (SYNCTEC_METRICS_PER_ACCOUNT; the others "
+                "under _other)",
+                ["account", "outcome"],
+            ),
+            account_dead_letters=counter(
+                "account_dead_letters",
+                "Records written to the dead-letter topic per account "
+                "(SYNCTEC_METRICS_PER_ACCOUNT; the others under _other)",
+                ["account", "reason"],
+            ),
             webhooks=WebhookLabels(per_webhook, per_webhook_cap),
+            accounts=AccountLabels(per_account, per_account_cap),
         )
         m._initialise(retry_tiers)
         return m
@@ -289,19 +332,29 @@ class Metrics:
             self.subscriptions.labels(state)
         for code in COMMON_KAFKA_ERRORS:
             self.kafka_errors.labels(code)
+        # The accounts nobody opted in: "how many failed" reads 0, not no data.
+        other = AccountLabels.OVERFLOW
+        self.account_events.labels(other)
+        for outcome in OUTCOMES:
+            self.account_deliveries.labels(other, outcome)
+        for reason in DEAD_LETTER_REASONS:
+            self.account_dead_letters.labels(other, reason)
 
     # --- recording, one call per event of note ------------------------------------
 
-    def event_consumed(self, event_type: str | None, matches: int) -> None:
+    def event_consumed(self, event_type: str | None, matches: int, account_id: str | None) -> None:
+        """One event read by the fan-out; None for what could not be read."""
         label = bounded(event_type, EVENT_TYPES)
         self.events_consumed.labels(label).inc()
         if matches:
             self.fanout_matches.labels(label).inc(matches)
+        self._child(self.account_events, self.accounts.label(account_id)).inc()
 
     def attempt(
         self,
         *,
         webhook_id: str,
+        account_id: str,
         event_type: str,
         outcome: AttemptOutcome,
         event_timestamp: str,
@@ -321,14 +374,16 @@ class Metrics:
         own = self.webhooks.label(webhook_id) if self.webhooks.enabled else None
         if own is not None:
             self.webhook_deliveries.labels(own, result).inc()
+        self._child(self.account_deliveries, self.accounts.label(account_id), result).inc()
 
     def retry_scheduled(self, tier: int, event_type: str | None) -> None:
         self.retries_scheduled.labels(str(tier), bounded(event_type, EVENT_TYPES)).inc()
 
-    def dead_lettered(self, reason: str, event_type: str | None) -> None:
-        self.dead_letters.labels(
-            bounded(reason, DEAD_LETTER_REASONS), bounded(event_type, EVENT_TYPES)
-        ).inc()
+    def dead_lettered(self, reason: str, event_type: str | None, account_id: str | None) -> None:
+        """One dead letter; `account_id` None when its record could not be read."""
+        why = bounded(reason, DEAD_LETTER_REASONS)
+        self.dead_letters.labels(why, bounded(event_type, EVENT_TYPES)).inc()
+        self.account_dead_letters.labels(self.accounts.label(account_id), why).inc()
 
     def kafka_error(self, code_name: str) -> None:
         self.kafka_errors.labels(code_name).inc()

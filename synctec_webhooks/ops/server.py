@@ -53,6 +53,8 @@ class OpsServer:
             retry_tiers=len(settings.retry.delays),
             per_webhook=settings.ops.per_webhook,
             per_webhook_cap=settings.ops.per_webhook_cap,
+            per_account=settings.ops.per_account,
+            per_account_cap=settings.ops.per_account_cap,
         )
         self._host = settings.ops.host
         self._port = settings.ops.port_for(self.roles)

@@ -35,6 +35,7 @@ from tests.integration.harness import (
     always,
     inventory_updated,
     product_synced,
+    with_account,
 )
 
 HTTP_TIMEOUT = 1.0
@@ -389,8 +390,9 @@ def bad_records(bootstrap: str, logs: Path, scale: Scale) -> Report:
             # ~170 KB of control characters: each becomes \u0001 (6 bytes) in the body.
             event["product"]["title"] = "\x01" * 170_000
             event["id"] = f"evt_oversized_{n}"
+            event = with_account(event)
             value = codec.encode(topics.events, schemas.EVENT_SCHEMA["product.synced"], event)
-            raw.produce(topics.events, value=value, key=f"big{n}")
+            raw.produce(topics.events, value=value, key=f"{event['account_id']}/big{n}")
             time.sleep(random.uniform(0.1, 0.5))
         raw.flush(30)
         run.settle()

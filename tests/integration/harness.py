@@ -26,6 +26,7 @@ from typing import Any
 from aiohttp import web
 from cryptography.fernet import Fernet
 
+from synctec_webhooks.accounts import DEFAULT_ACCOUNT
 from synctec_webhooks.config import Settings
 from synctec_webhooks.matching import Subscription
 from synctec_webhooks.producers.events import EventProducer
@@ -301,16 +302,30 @@ class Pipeline:
             self._writer = SubscriptionWriter(self.settings)
         return self._writer
 
-    def add_webhook(self, url: str, events: str = "*") -> Subscription:
-        return self.writer.add(url, events)
+    def add_webhook(
+        self, url: str, events: str = "*", account_id: str = DEFAULT_ACCOUNT
+    ) -> Subscription:
+        return self.writer.add(url, events, account_id=account_id)
 
-    def emit(self, *events: dict[str, Any]) -> list[str]:
-        ids = self.producer.emit_many(events)
+    def emit(self, *events: dict[str, Any], account: str | None = None) -> list[str]:
+        """Emit `events` of `account`; with none given, each of its own "account_id"
+        or, without one, of the default account (the account every webhook added
+        without one belongs to)."""
+        if account is None:
+            events = tuple(with_account(e) for e in events)
+        ids = self.producer.emit_many(events, account)
         self.producer.flush()
         return ids
 
 
 # --- events -----------------------------------------------------------------------
+# The builders make what a webhook body holds (no account: it is not in the body);
+# `with_account` makes the event a producer sends.
+
+
+def with_account(event: dict[str, Any], account: str = DEFAULT_ACCOUNT) -> dict[str, Any]:
+    """`event` of `account`, unless it names an account of its own."""
+    return event if "account_id" in event else {**event, "account_id": account}
 
 
 def product_synced(product_id: str = "1234567890", **extra: Any) -> dict[str, Any]:

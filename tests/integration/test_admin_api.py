@@ -124,12 +124,30 @@ def raw_records(pipeline: Pipeline, topic: str) -> list[bytes]:
         ("GET", "/webhooks/wh_0123456789abcdef01234567/attempts"),
         ("GET", "/dead-letters"),
         ("POST", "/dead-letters/replay"),
+        ("GET", "/me"),
+        ("GET", "/audit"),
+        ("GET", "/accounts"),
+        ("POST", "/accounts"),
+        ("GET", "/accounts/default"),
+        ("PATCH", "/accounts/default"),
+        ("POST", "/accounts/default/api-keys"),
+        ("GET", "/accounts/default/api-keys"),
+        ("DELETE", "/accounts/default/api-keys/key_0123456789abcdef01234567"),
+        ("POST", "/accounts/default/portal-links"),
+        ("POST", "/accounts/default/portal-links/revoke"),
         ("GET", "/no-such-route"),
     ],
 )
 def test_every_api_route_needs_the_bearer_token(pipeline: Pipeline, method: str, path: str) -> None:
     url = pipeline.admin_url()
-    for token in (None, "wrong-token-of-some-length", pipeline.admin_token[:-1]):
+    forged_link = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJkZWZhdWx0In0.c2lnbmF0dXJl"
+    for token in (
+        None,
+        "wrong-token-of-some-length",
+        pipeline.admin_token[:-1],
+        "slk_" + "x" * 43,
+        forged_link,
+    ):
         answer = AdminClient(url, token).call(method, path, {"url": "https://example.com"})
         assert answer.status == 401, (token, answer.body)
         assert answer.body["error"]["code"] == "unauthorized"
@@ -147,7 +165,7 @@ def test_add_list_get_patch_delete_and_the_cli_sees_the_same(
 ) -> None:
     created = add(api, receiver.url("/crud"), ["product.synced", "sync.failed"])
     assert created["id"].startswith("wh_") and created["secret"].startswith("whsec_")
-    assert created["state"] == "enabled"
+    assert created["state"] == "enabled" and created["account_id"] == "default"
 
     listed = api.get("/webhooks").body["webhooks"]
     assert created["id"] in [w["id"] for w in listed]
@@ -307,6 +325,11 @@ def test_410_disables_then_events_are_dead_lettered_until_reenabled_and_replayed
     state = webhook(api, wid)
     assert state["state"] == "disabled" and "410" in state["disabled_reason"]
     assert api.post(f"/webhooks/{wid}/test").status == 409
+    # The platform's own change is in the account's audit trail, by "system".
+    trail = api.get("/audit?account_id=default&limit=1000").body["entries"]
+    [auto] = [e for e in trail if e["target_id"] == wid and e["action"] == "webhook.disabled"]
+    assert auto["actor"] == {"kind": "system", "id": "system"} and auto["address"] is None
+    assert "410" in auto["detail"]
 
     [event_id] = pipeline.emit(product_synced("p-410"))
     wait_until(lambda: len(dead_letters(api, f"webhook_id={wid}")) == 2, 30)

@@ -72,7 +72,11 @@ def cli(pipeline: Pipeline, *args: str) -> subprocess.CompletedProcess[str]:
 
 def planned(sub: Subscription, created_at: int | None = None) -> dict[str, Any]:
     """A delivery record of a fresh event for `sub`, as the fan-out plans it."""
-    event = {**product_synced(f"p-{uuid.uuid4().hex[:8]}"), "id": f"evt_{uuid.uuid4().hex}"}
+    event = {
+        **product_synced(f"p-{uuid.uuid4().hex[:8]}"),
+        "id": f"evt_{uuid.uuid4().hex}",
+        "account_id": sub.account_id,
+    }
     now = created_at or int(time.time() * 1000)
     [plan] = deliveries.plan("product.synced", event, [sub], now)
     return plan.record

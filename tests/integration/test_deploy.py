@@ -47,14 +47,18 @@ ADMIN = "admin"
 ROLES = (*WORKERS, ADMIN)
 # What the code needs (secrets_crypto, admin.service): the delivery and retry workers
 # open sealed webhook secrets to sign and the admin service seals them; the fan-out
-# never opens one, so it gets no key. Only the admin service gets the admin token.
+# never opens one, so it gets no key. Only the admin service gets the admin token and
+# the portal-link signing key; the latter is optional (unset: derived from the token).
 SECRET_KEY = "SYNCTEC_SECRET_KEY"
 ADMIN_TOKEN = "SYNCTEC_ADMIN_TOKEN"
+PORTAL_KEY = "SYNCTEC_PORTAL_SIGNING_KEY"
+SECRETS = {SECRET_KEY, ADMIN_TOKEN, PORTAL_KEY}
+OPTIONAL_SECRETS = {PORTAL_KEY}
 SECRETS_OF = {
     "fanout": set(),
     "deliver": {SECRET_KEY},
     "retry": {SECRET_KEY},
-    ADMIN: {SECRET_KEY, ADMIN_TOKEN},
+    ADMIN: {SECRET_KEY, ADMIN_TOKEN, PORTAL_KEY},
 }
 K8S_SECRET = "synctec-webhooks-secrets"
 # Each role is its own Kafka user (kafka-users.yaml), its password a mounted file.
@@ -272,7 +276,8 @@ def test_compose_gives_each_role_the_secrets_it_needs_and_no_others() -> None:
     keys = set()
     for role in ROLES:
         env = services[role]["environment"]
-        assert {SECRET_KEY, ADMIN_TOKEN} & set(env) == SECRETS_OF[role], role
+        given = SECRETS & set(env)
+        assert SECRETS_OF[role] - OPTIONAL_SECRETS <= given <= SECRETS_OF[role], role
         if SECRET_KEY in env:
             # Overridable from the shell or .env, one value for every role.
             assert env[SECRET_KEY].startswith("${SYNCTEC_SECRET_KEY:-"), role
@@ -455,7 +460,11 @@ def role_settings(role: str) -> Settings:
     with values the code accepts."""
     env = dict(the("ConfigMap", "synctec-webhooks")["data"])
     for name, var in container_env(role).items():
-        secret = {SECRET_KEY: Fernet.generate_key().decode(), ADMIN_TOKEN: "t" * 32}
+        secret = {
+            SECRET_KEY: Fernet.generate_key().decode(),
+            ADMIN_TOKEN: "t" * 32,
+            PORTAL_KEY: "p" * 32,
+        }
         env[name] = var["value"] if "value" in var else secret[name]
     # The mounted Kafka password, as the code reads it from the file.
     if env.pop(PASSWORD_FILE, None):
@@ -524,14 +533,17 @@ def test_k8s_admin_service_routes_to_the_api() -> None:
 def test_k8s_secrets_come_from_the_secret_and_only_where_needed() -> None:
     for name, doc in k8s_docs():
         if doc["kind"] == "ConfigMap":
-            assert not {SECRET_KEY, ADMIN_TOKEN} & set(doc["data"]), name
+            assert not SECRETS & set(doc["data"]), name
     secret = the("Secret", K8S_SECRET)["stringData"]
-    assert set(secret) == {SECRET_KEY, ADMIN_TOKEN}
+    assert set(secret) == SECRETS
     for role in ROLES:
         env = {n: v for n, v in container_env(role).items() if "valueFrom" in v}
         assert set(env) == SECRETS_OF[role], role
         for name, var in env.items():
-            assert var["valueFrom"] == {"secretKeyRef": {"name": K8S_SECRET, "key": name}}
+            ref = {"name": K8S_SECRET, "key": name}
+            if name in OPTIONAL_SECRETS:
+                ref["optional"] = True  # the pod starts without it
+            assert var["valueFrom"] == {"secretKeyRef": ref}, (role, name)
             assert "value" not in var
         plain = {n for n, v in container_env(role).items() if "valueFrom" not in v}
         assert plain == {KAFKA_USER}, role  # a user name, not a secret
@@ -545,6 +557,8 @@ def test_k8s_secret_placeholders_are_refused_by_the_code() -> None:
         SecretBox(Settings.from_env({SECRET_KEY: secret[SECRET_KEY]}).secret_keys)
     with pytest.raises(ConfigError, match=ADMIN_TOKEN):
         check_token(secret[ADMIN_TOKEN])
+    with pytest.raises(ConfigError, match=PORTAL_KEY):
+        Settings.from_env({PORTAL_KEY: secret[PORTAL_KEY]})
 
 
 def test_k8s_topics_match_the_code() -> None:

@@ -25,6 +25,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from cryptography.fernet import Fernet
 from standardwebhooks import Webhook
 
+from synctec_webhooks.accounts import DEFAULT_ACCOUNT
 from synctec_webhooks.config import Settings
 from synctec_webhooks.kafka import core_topics, producer_config
 from synctec_webhooks.localkafka import LocalBroker, SaslSslListener, ScramUser
@@ -176,7 +177,7 @@ def test_the_pipeline_runs_over_sasl_ssl_with_one_user_per_role(
             "SYNCTEC_KAFKA_CONFIG_FILE": str(properties),
         }
         with EventProducer(Settings.from_env(producer_env)) as producer:
-            event_id = producer.emit(product_synced())
+            event_id = producer.emit(product_synced(), account=DEFAULT_ACCOUNT)
 
         [got] = receiver.wait_for(1, "/secure", timeout=60)
         assert got.json["id"] == event_id

@@ -21,11 +21,18 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from synctec_webhooks import deadletters, schemas
+from synctec_webhooks.accounts import DEFAULT_ACCOUNT
 from synctec_webhooks.deadletters.replay import DeadLetters
 from synctec_webhooks.events import MAX_BODY_BYTES
 from synctec_webhooks.serialization import make_codec
 from synctec_webhooks.topics import Topics
-from tests.integration.harness import Pipeline, Receiver, always, product_synced, wait_until
+from tests.integration.harness import (
+    Pipeline,
+    Receiver,
+    always,
+    product_synced,
+    wait_until,
+)
 
 pytestmark = pytest.mark.broker
 
@@ -49,6 +56,7 @@ def _event_bytes(topic: str, event_id: str, title: str) -> bytes:
         "source_store": "main-store.myshopify.com",
         "destination_store": "eu-store.myshopify.com",
         "status": "success",
+        "account_id": DEFAULT_ACCOUNT,
     }
     return CODEC.encode(topic, schemas.EVENT_SCHEMA["product.synced"], record)
 
@@ -57,9 +65,10 @@ def _delivery_bytes(topic: str, webhook_id: str, attempt: int, payload_bytes: in
     record = {
         "delivery_id": f"msg_big{attempt}",
         "webhook_id": webhook_id,
+        "account_id": DEFAULT_ACCOUNT,
         "event_id": f"evt_big{attempt}",
         "event_type": "product.synced",
-        "partition_key": "big",
+        "partition_key": f"{DEFAULT_ACCOUNT}/big",
         "payload": '{"id":"evt_big","t":"' + "x" * (payload_bytes - 23) + '"}',
         "event_timestamp": "2025-01-29T14:30:00Z",
         "created_at": NOW_MS,
@@ -102,7 +111,7 @@ def test_an_event_over_the_body_limit_is_refused_at_emit_and_by_the_cli(
     p = Pipeline(kafka_bootstrap, unique_name, tmp_path)
     escaping = product_synced("big", product={"id": "big", "title": "\x01" * 170_000, "sku": "s"})
     with pytest.raises(InvalidEvent, match=f"over the limit of {MAX_BODY_BYTES:,} bytes"):
-        p.producer.emit(escaping)
+        p.producer.emit(escaping, account=DEFAULT_ACCOUNT)
     res = subprocess.run(
         [sys.executable, "-m", "synctec_webhooks.cli", "emit"],
         env={**os.environ, **p.env},
@@ -206,8 +215,9 @@ def test_a_delivery_whose_retry_record_cannot_be_written_is_dead_lettered_once(
 
 
 def _subscription_bytes(topic: str, sub_id: str, url: str, **limits: object) -> bytes:
-    record = {"id": sub_id, "url": url, "events": ["*"], "secret": "whsec_c2VjcmV0c2VjcmV0",
-              "description": None, "enabled": True, "created_at": NOW_MS, "updated_at": 0,
+    record = {"id": sub_id, "account_id": DEFAULT_ACCOUNT, "url": url, "events": ["*"],
+              "secret": "whsec_c2VjcmV0c2VjcmV0", "description": None, "enabled": True,
+              "created_at": NOW_MS, "updated_at": 0,
               "sealed_secrets": None, "rotation_ends_at": 0, "disabled_reason": None,
               "disabled_at": 0, "enabled_at": 0, "max_in_flight": None, "rate_limit": None,
               **limits}  # fmt: skip

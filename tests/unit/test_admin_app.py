@@ -1,9 +1,12 @@
-"""The admin app without a broker: the OpenAPI document matches the routes, every API
-route refuses a missing token, the page is served with a strict CSP."""
+"""The admin app without a broker: the OpenAPI document matches the routes and says who
+may call each, every API route refuses a missing token, credentials resolve to the right
+principal (operator, API key, portal link; revoked, expired, read-only), operator-only
+routes refuse account credentials, the page is served with a strict CSP."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -11,8 +14,11 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from openapi_spec_validator import validate
 
+from synctec_webhooks import portal_links
+from synctec_webhooks.accounts import Account, new_api_key
 from synctec_webhooks.admin.api import API, build_app
-from synctec_webhooks.admin.auth import token_matches
+from synctec_webhooks.admin.auth import Authenticator, Principal, token_matches
+from synctec_webhooks.admin.errors import ApiError
 from synctec_webhooks.admin.openapi import build_spec
 from synctec_webhooks.admin.server import AdminServer
 from synctec_webhooks.admin.service import AdminService
@@ -22,6 +28,9 @@ from synctec_webhooks.subscriptions import SubscriptionTable
 
 TOKEN = "a-token-long-enough-1234"
 METHODS = ("get", "post", "patch", "delete", "put")
+OPERATOR = Principal("operator", None, "manage", "operator")
+WEBHOOK = "wh_0123456789abcdef01234567"
+KEY_ID = "key_0123456789abcdef01234567"
 
 
 def _service() -> AdminService:
@@ -30,12 +39,18 @@ def _service() -> AdminService:
     return AdminService(settings, codec, SubscriptionTable(settings, codec))
 
 
-def _with_client(check: Callable[[TestClient[Any, Any]], Awaitable[None]]) -> None:
+def _with_client(
+    check: Callable[[TestClient[Any, Any]], Awaitable[None]], service: AdminService | None = None
+) -> None:
     async def main() -> None:
-        async with TestClient(TestServer(build_app(_service()))) as client:
+        async with TestClient(TestServer(build_app(service or _service()))) as client:
             await check(client)
 
     asyncio.run(main())
+
+
+def _concrete(path: str) -> str:
+    return path.replace("{id}", WEBHOOK).replace("{account}", "acct_b").replace("{key_id}", KEY_ID)
 
 
 def _routes() -> set[tuple[str, str]]:
@@ -79,8 +94,7 @@ def test_every_operation_documents_401_and_its_success() -> None:
 def test_every_api_route_refuses_without_the_token() -> None:
     async def check(client: TestClient[Any, Any]) -> None:
         for method, path in sorted(_routes()):
-            concrete = path.replace("{id}", "wh_0123456789abcdef01234567")
-            resp = await client.request(method.upper(), API + concrete)
+            resp = await client.request(method.upper(), API + _concrete(path))
             assert resp.status == 401, (method, path)
             body = await resp.json()
             assert body["error"]["code"] == "unauthorized"
@@ -174,7 +188,6 @@ def test_rotating_a_secret_no_key_opens_is_a_409_naming_the_fix() -> None:
 
     from cryptography.fernet import Fernet
 
-    from synctec_webhooks.admin.errors import ApiError
     from synctec_webhooks.matching import Subscription
     from synctec_webhooks.secrets_crypto import SecretBox, SigningSecret
 
@@ -190,6 +203,137 @@ def test_rotating_a_secret_no_key_opens_is_a_409_naming_the_fix() -> None:
     service.table.index.upsert(sub)
     service._writer = cast(Any, SimpleNamespace(box=SecretBox([Fernet.generate_key().decode()])))
     with pytest.raises(ApiError) as refused:
-        asyncio.run(service.rotate(sub.id))
+        asyncio.run(service.rotate(OPERATOR, sub.id))
     assert refused.value.status == 409 and refused.value.code == "secret_unavailable"
     assert "SYNCTEC_SECRET_KEY" in refused.value.message
+
+
+# --- who may call what -------------------------------------------------------------------
+
+
+def test_every_operation_says_which_credential_it_needs() -> None:
+    spec = build_spec()
+    schemes = set(spec["components"]["securitySchemes"])
+    assert schemes == {"operator", "apiKey", "portalLink"}
+    for path, item in spec["paths"].items():
+        for method in (m for m in item if m in METHODS):
+            op = item[method]
+            need = op["x-required-credential"]
+            assert need in ("any", "manage", "operator"), (method, path)
+            named = {name for req in op["security"] for name in req}
+            assert named <= schemes
+            if need == "operator":
+                assert op["security"] == [{"operator": []}]
+                assert "403" in op["responses"], (method, path)
+            elif need == "manage":
+                assert {"portalLink": ["read"]} not in op["security"]
+                assert "403" in op["responses"], (method, path)
+            else:
+                assert {"portalLink": ["read"]} in op["security"]
+            if method != "get":
+                assert need != "any", (method, path)
+
+
+def _resolver(*, links_not_before: int = 0) -> tuple[Authenticator, dict[str, str]]:
+    service = _service()
+    table = service.accounts
+    table._apply_account("acct_a", Account("acct_a", links_not_before=links_not_before))
+    live, live_key = new_api_key("acct_a", "ci", 1, "operator")
+    gone, gone_key = new_api_key("acct_a", "old", 1, "operator")
+    table._apply_key(live.id, live)
+    table._apply_key(gone.id, gone.with_(revoked_at=2))
+    auth = Authenticator(TOKEN, table, service.link_key)
+    return auth, {"live": live_key, "live_id": live.id, "revoked": gone_key}
+
+
+def _link(
+    scope: str = "manage", ttl: int = 600, now_ms: int | None = None, key: bytes = b""
+) -> str:
+    service = _service()
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    token, _ = portal_links.issue("acct_a", scope, ttl, key or service.link_key, now_ms)
+    return token
+
+
+def test_credentials_resolve_to_their_principal() -> None:
+    auth, keys = _resolver()
+    assert auth.resolve(f"Bearer {TOKEN}", "10.0.0.1") == Principal(
+        "operator", None, "manage", "operator", None, "10.0.0.1"
+    )
+    who = auth.resolve(f"Bearer {keys['live']}", None)
+    assert (who.kind, who.account_id, who.scope, who.credential_id) == (
+        "api_key",
+        "acct_a",
+        "manage",
+        keys["live_id"],
+    )
+    who = auth.resolve(f"Bearer {_link('read')}", None)
+    assert (who.kind, who.account_id, who.scope) == ("portal", "acct_a", "read")
+    assert who.credential_id.startswith("portal:lnk_") and who.expires_at
+
+
+@pytest.mark.parametrize(
+    ("which", "code"),
+    [
+        ("revoked", "unauthorized"),
+        ("unknown", "unauthorized"),
+        ("expired", "link_expired"),
+        ("forged", "unauthorized"),
+        ("issued_before_revoke", "link_revoked"),
+        ("no_scheme", "unauthorized"),
+    ],
+)
+def test_refused_credentials(which: str, code: str) -> None:
+    now_ms = int(time.time() * 1000)
+    auth, keys = _resolver(links_not_before=now_ms)
+    token = {
+        "revoked": keys["revoked"],
+        "unknown": "slk_" + "x" * 43,
+        "expired": _link(ttl=60, now_ms=now_ms - 3_600_000),
+        "forged": _link(key=b"another key entirely, 32 bytes!!"),
+        "issued_before_revoke": _link(now_ms=now_ms - 1000),
+        "no_scheme": keys["live"],
+    }[which]
+    header = token if which == "no_scheme" else f"Bearer {token}"
+    with pytest.raises(ApiError) as refused:
+        auth.resolve(header, None)
+    assert (refused.value.status, refused.value.code) == (401, code)
+    if code == "link_expired":
+        assert "ask for a new link from your dashboard" in refused.value.message
+
+
+def test_account_credentials_are_refused_on_operator_routes_and_read_links_on_writes() -> None:
+    service = _service()
+    live, key = new_api_key("acct_a", None, 1, "operator")
+    service.accounts._apply_key(live.id, live)
+    service.accounts._apply_account("acct_a", Account("acct_a"))
+    spec = build_spec()
+    operator_only = {
+        (m, p)
+        for p, item in spec["paths"].items()
+        for m, op in item.items()
+        if m in METHODS and op["x-required-credential"] == "operator"
+    }
+    writes = {(m, p) for m, p in _routes() if m != "get"}
+    read_link = _link("read", key=service.link_key)
+
+    async def check(client: TestClient[Any, Any]) -> None:
+        for method, path in sorted(operator_only):
+            resp = await client.request(
+                method.upper(), API + _concrete(path), headers={"Authorization": f"Bearer {key}"}
+            )
+            body = await resp.json()
+            assert (resp.status, body["error"]["code"]) == (403, "operator_only"), (method, path)
+        for method, path in sorted(writes):
+            resp = await client.request(
+                method.upper(),
+                API + _concrete(path),
+                headers={"Authorization": f"Bearer {read_link}"},
+            )
+            body = await resp.json()
+            assert (resp.status, body["error"]["code"]) == (403, "read_only"), (method, path)
+        resp = await client.get(f"{API}/me", headers={"Authorization": f"Bearer {read_link}"})
+        me = await resp.json()
+        assert (me["kind"], me["account_id"], me["scope"]) == ("portal", "acct_a", "read")
+
+    _with_client(check, service)

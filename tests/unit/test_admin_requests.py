@@ -8,7 +8,10 @@ import pytest
 
 from synctec_webhooks.admin.errors import ApiError
 from synctec_webhooks.admin.requests import (
+    parse_account_create,
+    parse_account_patch,
     parse_create,
+    parse_link,
     parse_patch,
     parse_replay,
     parse_test,
@@ -37,7 +40,63 @@ def test_create_refusals(body: dict[str, Any], field: str, needle: str) -> None:
 
 
 def test_create_accepts_the_minimum() -> None:
-    assert parse_create({"url": "https://e.com", "events": ["*"]}) == ("https://e.com", ["*"], None)
+    assert parse_create({"url": "https://e.com", "events": ["*"]}) == (
+        "https://e.com",
+        ["*"],
+        None,
+        None,
+    )
+    assert parse_create({"url": "https://e.com", "events": ["*"], "account_id": "a1"})[3] == "a1"
+    with pytest.raises(ApiError) as info:
+        parse_create({"url": "https://e.com", "events": ["*"], "account_id": "../x"})
+    assert info.value.field == "account_id"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code", "field"),
+    [
+        ({}, 200, None, None),
+        ({"scope": "read"}, 200, None, None),
+        ({"scope": "admin"}, 422, "invalid_field", "scope"),
+        ({"scope": ""}, 422, "invalid_field", "scope"),
+        ({"ttl_seconds": 0}, 400, "invalid", "ttl_seconds"),
+        ({"ttl_seconds": 3601}, 400, "invalid", "ttl_seconds"),
+        ({"ttl_seconds": "60"}, 400, "invalid", "ttl_seconds"),
+        ({"ttl_seconds": True}, 400, "invalid", "ttl_seconds"),
+        ({"expires": 5}, 422, "invalid_field", "expires"),
+    ],
+)
+def test_portal_link_requests(
+    body: dict[str, Any], status: int, code: str | None, field: str | None
+) -> None:
+    if status == 200:
+        scope, ttl = parse_link(body, 600, 3600)
+        assert (scope, ttl) == (body.get("scope", "manage"), 600)
+        return
+    with pytest.raises(ApiError) as info:
+        parse_link(body, 600, 3600)
+    assert (info.value.status, info.value.code, info.value.field) == (status, code, field)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "id"),
+        ({"id": "has space"}, "id"),
+        ({"id": "a", "max_webhooks": -1}, "max_webhooks"),
+        ({"id": "a", "max_webhooks": "5"}, "max_webhooks"),
+        ({"id": "a", "name": "x" * 201}, "name"),
+        ({"id": "a", "links_not_before": 1}, "links_not_before"),
+    ],
+)
+def test_account_refusals(body: dict[str, Any], field: str) -> None:
+    with pytest.raises(ApiError) as info:
+        parse_account_create(body)
+    assert info.value.field == field
+    assert parse_account_create({"id": "acct_1"}) == ("acct_1", None, None)
+    assert parse_account_patch({"max_webhooks": None}) == {"max_webhooks": None}
+    with pytest.raises(ApiError):
+        parse_account_patch({})
 
 
 @pytest.mark.parametrize(
@@ -76,6 +135,7 @@ def test_replay_needs_a_filter_or_all(body: dict[str, Any], field: str) -> None:
     assert info.value.field == field
     assert parse_replay({"all": True}) == {}
     assert parse_replay({"webhook_id": "wh_1"}) == {"webhook_id": "wh_1"}
+    assert parse_replay({"account_id": "a1"}) == {"account_id": "a1"}
 
 
 def test_test_event_type() -> None:

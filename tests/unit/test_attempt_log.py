@@ -5,6 +5,7 @@ held about a gigabyte)."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +31,7 @@ class Msg:
 def _attempt(webhook: int, n: int) -> dict[str, Any]:
     delivery = {
         "webhook_id": f"wh_{webhook:024x}",
+        "account_id": f"acct_{webhook % 4}",
         "delivery_id": f"msg_{webhook:08x}{n:024x}",
         "event_id": f"evt_{n}",
         "event_type": "product.synced",
@@ -98,3 +100,28 @@ def test_attempts_kept_setting_is_checked(raw: str) -> None:
     with pytest.raises(ConfigError, match="SYNCTEC_ATTEMPTS_KEPT"):
         Settings.from_env({"SYNCTEC_ATTEMPTS_KEPT": raw})
     assert Settings.from_env({"SYNCTEC_ATTEMPTS_KEPT": "5000"}).attempts_kept == 5000
+
+
+def test_an_attempt_record_is_its_deliverys_accounts() -> None:
+    record = _attempt(5, 1)
+    assert record["account_id"] == "acct_1"
+    assert list(record) == [
+        f["name"] for f in schemas.load().parsed(schemas.DELIVERY_ATTEMPT)["fields"]
+    ]
+    log, seen = _log(per_webhook=3, kept=10)
+    _feed(log, [record])
+    assert seen[0]["account_id"] == "acct_1"
+    assert log.recent(f"wh_{5:024x}")[0]["account_id"] == "acct_1"
+
+
+def test_an_attempt_logged_before_accounts_is_the_default_accounts(tmp_path: Path) -> None:
+    (tmp_path / "delivery_attempt.avsc").write_text(
+        (schemas.SCHEMA_DIR / "history" / "delivery_attempt.v1.avsc").read_text()
+    )
+    old = {k: v for k, v in _attempt(2, 7).items() if k != "account_id"}
+    value = SingleObjectCodec(schemas.SchemaStore(tmp_path)).encode(
+        TOPIC, schemas.DELIVERY_ATTEMPT, old
+    )
+    log, seen = _log(per_webhook=3, kept=10)
+    asyncio.run(log._on_batch([Msg(value)]))  # type: ignore[arg-type]
+    assert seen == [{**old, "account_id": "default"}]

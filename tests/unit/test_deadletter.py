@@ -1,4 +1,5 @@
-"""Dead-letter records: built from a delivery or from poison bytes, stable ids, Avro-safe."""
+"""Dead-letter records: built from a delivery or from poison bytes, stable ids, Avro-safe,
+of the delivery's account (none for bytes nobody could read)."""
 
 from __future__ import annotations
 
@@ -16,15 +17,17 @@ from synctec_webhooks.serialization import SingleObjectCodec
 NOW_MS = 1_738_161_000_000
 SOURCE = Source("synctec.retry.3", 2, 41)
 URL = "https://shop.example/hooks/synctec"
+ACCOUNT = "acct_eu"
 
 
 def _delivery(attempts: int) -> dict[str, Any]:
     return {
         "delivery_id": "msg_0123456789abcdef0123456789abcdef",
         "webhook_id": "wh_0123456789abcdef01234567",
+        "account_id": ACCOUNT,
         "event_id": "evt_1",
         "event_type": "sync.failed",
-        "partition_key": "1234567890",
+        "partition_key": f"{ACCOUNT}/1234567890",
         "payload": '{"id":"evt_1","event":"sync.failed"}',
         "event_timestamp": "2025-01-29T14:30:00Z",
         "created_at": NOW_MS - 3_600_000,
@@ -72,6 +75,7 @@ def test_build_from_a_delivery(reason: str, attempts: int) -> None:
         "source_partition": 2,
         "source_offset": 41,
         "webhook_id": delivery["webhook_id"],
+        "account_id": ACCOUNT,
         "event_id": delivery["event_id"],
         "delivery_id": delivery["delivery_id"],
         "event_type": delivery["event_type"],
@@ -105,6 +109,7 @@ def test_build_from_poison_bytes(reason: str, raw: bytes | None) -> None:
         "source_partition": 0,
         "source_offset": 7,
         "webhook_id": None,
+        "account_id": None,  # nobody knows whose: operators only
         "event_id": None,
         "delivery_id": None,
         "event_type": None,
@@ -115,6 +120,22 @@ def test_build_from_poison_bytes(reason: str, raw: bytes | None) -> None:
         "original_size": None,
         "truncated": False,
     }
+
+
+def test_a_dead_letter_of_a_readable_event_without_a_delivery_has_the_events_account() -> None:
+    # The fan-out's too_large: the event decoded, no delivery record could be made.
+    source = Source("synctec.events", 0, 7)
+    record = build(deadletters.TOO_LARGE, "too large", source, NOW_MS, raw=b"x",
+                   original_size=300_000, account_id=ACCOUNT)  # fmt: skip
+    assert record["account_id"] == ACCOUNT
+    assert record["webhook_id"] is None and record["delivery"] is None
+
+
+def test_the_account_of_a_delivery_dead_letter_is_the_deliverys() -> None:
+    delivery = {**_delivery(2), "account_id": "acct_us"}
+    record = build(deadletters.RETRIES_EXHAUSTED, "why", SOURCE, NOW_MS, delivery=delivery,
+                   account_id=ACCOUNT)  # fmt: skip
+    assert record["account_id"] == record["delivery"]["account_id"] == "acct_us"
 
 
 def test_history_is_a_copy() -> None:
@@ -242,6 +263,17 @@ def test_a_delivery_dead_letter_id_is_distinct_per_delivery_and_round(
         ),
         pytest.param(
             build(
+                deadletters.TOO_LARGE,
+                "body too large",
+                Source("synctec.events", 0, 3),
+                NOW_MS,
+                raw=b"\xc3\x01",
+                account_id=ACCOUNT,
+            ),
+            id="too-large-event",
+        ),
+        pytest.param(
+            build(
                 deadletters.INVALID_EVENT,
                 "not an event",
                 Source("synctec.events", 1, 9),
@@ -302,8 +334,11 @@ def test_a_delivery_too_large_to_keep_is_dropped_and_its_payload_start_kept() ->
     assert kept["raw"] == delivery["payload"].encode()[: deadletters.RAW_KEPT]
     assert kept["truncated"] is True
     assert kept["original_size"] == 1_000_123
-    for name in ("webhook_id", "event_id", "delivery_id", "event_type", "reason", "detail"):
+    for name in (
+        "webhook_id", "account_id", "event_id", "delivery_id", "event_type", "reason", "detail",
+    ):  # fmt: skip
         assert kept[name] == record[name]
+    assert kept["account_id"] == ACCOUNT  # still listed to its account, without the delivery
     assert kept["history"] == delivery["history"] and kept["attempts"] == 4
     assert CODEC.decode(TOPIC, value) == (schemas.DEAD_LETTER, kept)
 
@@ -344,6 +379,27 @@ def test_a_dead_letter_written_before_the_size_fields_still_reads(tmp_path: Path
         (schemas.SCHEMA_DIR / "history" / "dead_letter.v1.avsc").read_text()
     )
     old = build(deadletters.UNDECODABLE, "bad", SOURCE, NOW_MS, raw=b"\x00")
-    del old["original_size"], old["truncated"]
+    del old["original_size"], old["truncated"], old["account_id"]
     data = SingleObjectCodec(schemas.SchemaStore(tmp_path)).encode(TOPIC, schemas.DEAD_LETTER, old)
-    assert CODEC.decode(TOPIC, data)[1] == {**old, "original_size": None, "truncated": False}
+    # Written before accounts too: the default account's, as the schema says.
+    expected = {**old, "original_size": None, "truncated": False, "account_id": "default"}
+    assert CODEC.decode(TOPIC, data)[1] == expected
+
+
+def test_a_delivery_dead_letter_written_before_accounts_reads_as_the_default_accounts(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "dead_letter.avsc").write_text(
+        (schemas.SCHEMA_DIR / "history" / "dead_letter.v2.avsc").read_text()
+    )
+    delivery = {k: v for k, v in _delivery(3).items() if k != "account_id"}
+    old = build(deadletters.RETRIES_EXHAUSTED, "why", SOURCE, NOW_MS, delivery=_delivery(3))
+    old = {**{k: v for k, v in old.items() if k != "account_id"}, "delivery": delivery}
+    data = SingleObjectCodec(schemas.SchemaStore(tmp_path)).encode(TOPIC, schemas.DEAD_LETTER, old)
+    decoded = CODEC.decode(TOPIC, data)[1]
+    assert decoded["account_id"] == decoded["delivery"]["account_id"] == "default"
+    assert decoded == {
+        **old,
+        "account_id": "default",
+        "delivery": {**delivery, "account_id": "default"},
+    }

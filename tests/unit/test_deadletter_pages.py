@@ -16,10 +16,16 @@ from synctec_webhooks.deadletters.listing import Filters, PageBuilder, identity,
 NOW_MS = 1_738_161_000_000
 
 
+def _account(n: int) -> str:
+    # Webhook n % 3 belongs to one account: wh_0 and wh_2 to acct_a, wh_1 to acct_b.
+    return "acct_b" if n % 3 == 1 else "acct_a"
+
+
 def _delivery(n: int, created_at: int, replays: int = 0) -> dict[str, Any]:
     return {
         "delivery_id": f"msg_{n:032x}",
         "webhook_id": f"wh_{n % 3:024x}",
+        "account_id": _account(n),
         "event_id": f"evt_{n}",
         "event_type": "sync.failed" if n % 2 else "product.synced",
         "partition_key": "p",
@@ -105,6 +111,20 @@ def test_filters_and_sort_key() -> None:
     assert by_webhook == [[records[n]["dead_letter_id"] for n in (7, 1)]]
     assert sort_key(records[3]) == NOW_MS + 3
     assert sort_key(_poison(1, NOW_MS - 5)) == NOW_MS - 5
+
+
+def test_an_account_filter_lists_that_accounts_dead_letters_only() -> None:
+    records = [_dead(n, NOW_MS + n) for n in range(12)]
+    records.append(_poison(3, NOW_MS + 100))  # nobody's: no account filter shows it
+    newest_first = list(reversed(records[:12]))
+    for account in ("acct_a", "acct_b"):
+        [ids] = _pages(records, 100, account_id=account)
+        assert ids == [r["dead_letter_id"] for r in newest_first if r["account_id"] == account]
+    assert _pages(records, 100, account_id="acct_c") == [[]]
+    [both] = _pages(records, 100, account_id="acct_b", event_type="sync.failed")
+    assert both == [records[n]["dead_letter_id"] for n in (7, 1)]
+    [everything] = _pages(records, 100)  # the operator's list: the poison record too
+    assert len(everything) == 13
 
 
 def test_a_page_holds_at_most_its_limit() -> None:

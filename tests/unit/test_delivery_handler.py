@@ -57,9 +57,10 @@ def _record(attempt: int = 1) -> dict[str, Any]:
     return {
         "delivery_id": "msg_0123456789abcdef0123456789abcdef",
         "webhook_id": "wh_0123456789abcdef01234567",
+        "account_id": "acct_eu",
         "event_id": "evt_1",
         "event_type": "product.synced",
-        "partition_key": "1234567890",
+        "partition_key": "acct_eu/1234567890",
         "payload": '{"id":"evt_1","event":"product.synced"}',
         "event_timestamp": "2025-01-29T14:30:00Z",
         "created_at": NOW_MS - 3_600_000,
@@ -218,6 +219,8 @@ def test_decided_records_encode_as_delivery(attempt: int, outcome: Outcome) -> N
     decision = _decide(_record(attempt), outcome)
     data = codec.encode("t", schemas.DELIVERY, decision.record)
     assert codec.decode("t", data) == (schemas.DELIVERY, decision.record)
+    # A retry or a dead letter stays the delivery's account's.
+    assert decision.record["account_id"] == "acct_eu"
 
 
 def test_with_attempt_appends_without_mutating() -> None:

@@ -66,19 +66,22 @@ class FakeSender:
         return Outcome(OutcomeKind.SUCCESS, 200, None, None, 1.0)
 
 
-def _webhook(key: str, path: str) -> Subscription:
+def _webhook(key: str, path: str, account: str = "acct_eu") -> Subscription:
     return create(
-        f"https://example.com/{path}", ["*"], None, guard=Guard(), box=SecretBox([key]), now_ms=0
-    )
+        f"https://example.com/{path}", ["*"], None, guard=Guard(), box=SecretBox([key]), now_ms=0,
+        account_id=account,
+    )  # fmt: skip
 
 
 def _record(sub: Subscription, n: int) -> dict[str, Any]:
+    """A delivery record as the fan-out plans it: of its webhook's account."""
     return {
         "delivery_id": f"msg_{n:032x}",
         "webhook_id": sub.id,
+        "account_id": sub.account_id,
         "event_id": f"evt_{n}",
         "event_type": "product.synced",
-        "partition_key": "1234567890",
+        "partition_key": f"{sub.account_id}/1234567890",
         "payload": '{"id": "evt_1"}',
         "event_timestamp": "2025-01-29T14:30:00Z",
         "created_at": NOW_MS,
@@ -132,6 +135,7 @@ def test_a_webhook_sealed_with_another_key_is_dead_lettered_and_the_others_deliv
     assert [(d["reason"], d["webhook_id"]) for d in dls] == [(REASON, stray.id)] * 3
     assert "SYNCTEC_SECRET_KEY" in dls[0]["detail"] and "replay" in dls[0]["detail"]
     assert dls[0]["delivery"]["event_id"] == "evt_0"  # the record itself, to replay
+    assert {d["account_id"] for d in dls} == {stray.account_id}  # listed to its account
     # One error line for the webhook, not one per record; never a secret in it.
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and stray.id in errors[0].getMessage()

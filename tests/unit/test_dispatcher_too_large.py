@@ -25,7 +25,10 @@ from synctec_webhooks.serialization import SingleObjectCodec
 NOW_MS = 1_738_161_000_000
 SETTINGS = Settings(topic_prefix="t")
 CODEC = SingleObjectCodec()
-SUB = Subscription(id="wh_big", url="https://m.example/big", events=("*",), secret="whsec_c2Vj")
+SUB = Subscription(
+    id="wh_big", url="https://m.example/big", events=("*",), secret="whsec_c2Vj",
+    account_id="acct_big",
+)  # fmt: skip
 
 
 class FakeTable:
@@ -72,9 +75,10 @@ def _record(payload_bytes: int, attempt: int = 1) -> dict[str, Any]:
     return {
         "delivery_id": "msg_" + "0" * 32,
         "webhook_id": SUB.id,
+        "account_id": SUB.account_id,
         "event_id": "evt_big",
         "event_type": "product.synced",
-        "partition_key": "1234567890",
+        "partition_key": "acct_big/1234567890",
         "payload": '{"id":"evt_big","t":"' + "x" * (payload_bytes - 23) + '"}',
         "event_timestamp": "2025-01-29T14:30:00Z",
         "created_at": NOW_MS,
@@ -124,6 +128,7 @@ def test_a_retry_record_over_the_limit_is_dead_lettered_after_one_post() -> None
     assert (letter["delivery"], letter["truncated"]) == (None, True)
     assert letter["raw"] == record["payload"].encode()[: deadletters.RAW_KEPT]
     assert (letter["delivery_id"], letter["webhook_id"]) == (record["delivery_id"], SUB.id)
+    assert letter["account_id"] == "acct_big"  # without its delivery, still its account's
     assert [h["status"] for h in letter["history"]] == [500]  # the attempt that was made
     assert all(len(v) <= deadletters.MAX_RECORD_BYTES for _, v in producer.records)
     assert dispatcher.counters.by_reason[deadletters.TOO_LARGE] == 1
@@ -185,6 +190,7 @@ def test_poison_near_a_megabyte_is_dead_lettered_cut() -> None:
 
     _, [letter] = _written(producer)
     assert letter["reason"] == deadletters.UNDECODABLE
+    assert letter["account_id"] is None  # nobody could read whose it is
     assert letter["raw"] == poison[: deadletters.RAW_KEPT]
     assert (letter["original_size"], letter["truncated"]) == (len(poison), True)
 

@@ -1,4 +1,5 @@
-"""Event validation, partition keys, the webhook body, and the CLI's JSON reader."""
+"""Event validation, the event's account, partition keys, the webhook body, and the CLI's
+JSON reader."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from synctec_webhooks.events import (
 from synctec_webhooks.serialization import SingleObjectCodec
 
 FIXED_ID = "evt_00000000000000000000000000000001"
+ACCOUNT = "acct_eu-1"
 PRODUCT = {"id": "1234567890", "title": "Merino Wool Sweater", "sku": "MWS-001"}
 STORES = {"source_store": "main-store.myshopify.com", "destination_store": "eu-store.myshopify.com"}
 # The example from the webhook documentation.
@@ -77,13 +79,69 @@ def fixed_id() -> str:
     return FIXED_ID
 
 
+def validate(obj: object, new_id: Any = events.default_event_id) -> tuple[str, dict[str, Any]]:
+    """What EventProducer.emit(obj, account=ACCOUNT) checks."""
+    return validate_event(obj, new_id, account=ACCOUNT)
+
+
 @pytest.mark.parametrize("event_type", schemas.EVENT_TYPES)
 def test_good_events(event_type: str) -> None:
-    got_type, record = validate_event(event(event_type), fixed_id)
+    got_type, record = validate(event(event_type), fixed_id)
     assert got_type == event_type
-    assert record == {"id": FIXED_ID, **EVENTS[event_type]}
+    assert record == {"id": FIXED_ID, **EVENTS[event_type], "account_id": ACCOUNT}
     fields = schemas.load().parsed(schemas.EVENT_SCHEMA[event_type])["fields"]
     assert list(record) == [f["name"] for f in fields]
+
+
+# --- the account ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("event_type", schemas.EVENT_TYPES)
+def test_the_account_may_be_given_in_the_event_instead(event_type: str) -> None:
+    given = event(event_type, account_id=ACCOUNT)
+    assert validate_event(given, fixed_id) == validate(event(event_type), fixed_id)
+    # Both, when they agree.
+    assert validate_event(given, fixed_id, account=ACCOUNT) == validate_event(given, fixed_id)
+
+
+@pytest.mark.parametrize("event_type", schemas.EVENT_TYPES)
+def test_an_event_without_an_account_is_refused(event_type: str) -> None:
+    with pytest.raises(InvalidEvent) as info:
+        validate_event(event(event_type), fixed_id)
+    assert info.value.field == "account_id"
+    assert info.value.problem.startswith("missing: every event belongs to one StoreLink account")
+
+
+def test_an_account_given_twice_must_agree() -> None:
+    with pytest.raises(InvalidEvent) as info:
+        validate_event(event("product.synced", account_id="acct_other"), account=ACCOUNT)
+    assert info.value.field == "account_id"
+    assert "'acct_other'" in info.value.problem
+    assert repr(ACCOUNT) in info.value.problem
+
+
+@pytest.mark.parametrize("bad", ["../etc", "_hidden", "a b", "x" * 65, "acct/1", "é"], ids=repr)
+def test_a_malformed_account_is_refused_wherever_it_is_given(bad: str) -> None:
+    given = event("product.synced", account_id=bad)
+    for obj, account in ((event("product.synced"), bad), (given, None)):
+        with pytest.raises(InvalidEvent) as info:
+            validate_event(obj, fixed_id, account=account)
+        assert info.value.field == "account_id"
+        assert "is not an account id" in info.value.problem
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        pytest.param(7, "expected a string, got integer", id="int"),
+        pytest.param(None, "expected a string, got null", id="null"),
+        pytest.param("", "must not be empty", id="empty"),
+    ],
+)
+def test_an_account_in_the_event_that_is_no_string_is_refused(value: object, problem: str) -> None:
+    with pytest.raises(InvalidEvent) as info:
+        validate_event(event("product.synced", account_id=value), fixed_id)
+    assert (info.value.field, info.value.problem) == ("account_id", problem)
 
 
 @pytest.mark.parametrize(
@@ -98,24 +156,24 @@ def test_good_events(event_type: str) -> None:
     ],
 )
 def test_good_variants(changes: dict[str, Any]) -> None:
-    _, record = validate_event(event("inventory.updated", **changes))
+    _, record = validate(event("inventory.updated", **changes))
     assert {k: record[k] for k in changes} == changes
 
 
 def test_given_id_is_kept() -> None:
-    _, record = validate_event(event("product.synced", id="evt_from_producer"), fixed_id)
+    _, record = validate(event("product.synced", id="evt_from_producer"), fixed_id)
     assert record["id"] == "evt_from_producer"
 
 
 def test_missing_id_is_generated() -> None:
-    _, record = validate_event(event("product.synced"))
+    _, record = validate(event("product.synced"))
     assert re.fullmatch(r"evt_[0-9a-f]{32}", record["id"])
-    assert validate_event(event("product.synced"))[1]["id"] != record["id"]
+    assert validate(event("product.synced"))[1]["id"] != record["id"]
 
 
 def test_validation_does_not_change_its_input() -> None:
     obj = event("sync.failed")
-    validate_event(obj, fixed_id)
+    validate(obj, fixed_id)
     assert obj == EVENTS["sync.failed"]
 
 
@@ -275,7 +333,7 @@ def test_validation_does_not_change_its_input() -> None:
 )
 def test_bad_events(obj: object, field: str, problem: str) -> None:
     with pytest.raises(InvalidEvent) as info:
-        validate_event(obj, fixed_id)
+        validate(obj, fixed_id)
     assert info.value.field == field
     assert problem in info.value.problem
     assert str(info.value) == f"invalid event: {field}: {info.value.problem}"
@@ -292,14 +350,32 @@ def test_default_event_id() -> None:
 @pytest.mark.parametrize(
     ("event_type", "key"),
     [
-        ("product.synced", "1234567890"),
-        ("sync.failed", "1234567890"),
-        ("inventory.updated", "1234567890"),
-        ("collection.synced", "col_1"),
+        ("product.synced", f"{ACCOUNT}/1234567890"),
+        ("sync.failed", f"{ACCOUNT}/1234567890"),
+        ("inventory.updated", f"{ACCOUNT}/1234567890"),
+        ("collection.synced", f"{ACCOUNT}/col_1"),
     ],
 )
 def test_partition_key(event_type: str, key: str) -> None:
-    assert partition_key(event_type, validate_event(event(event_type))[1]) == key
+    assert partition_key(event_type, validate(event(event_type))[1]) == key
+
+
+@pytest.mark.parametrize("event_type", schemas.EVENT_TYPES)
+def test_two_accounts_products_with_one_id_do_not_share_a_key(event_type: str) -> None:
+    keys = {
+        partition_key(event_type, validate_event(event(event_type), account=account)[1])
+        for account in ("acct_a", "acct_b", "default")
+    }
+    assert len(keys) == 3
+
+
+def test_the_key_of_a_record_written_before_accounts_is_the_default_accounts() -> None:
+    # What a decoder hands over for a record without the field (the schema's default),
+    # and what an older in-memory record lacks altogether.
+    _, record = validate(event("product.synced"))
+    old = {k: v for k, v in record.items() if k != "account_id"}
+    assert partition_key("product.synced", old) == "default/1234567890"
+    assert partition_key("product.synced", {**old, "account_id": "default"}) == "default/1234567890"
 
 
 def test_partition_key_of_unknown_type() -> None:
@@ -317,7 +393,7 @@ def _sized(title: str) -> dict[str, Any]:
 def test_an_event_whose_escaped_body_is_over_the_limit_is_refused() -> None:
     # 170 KB of control characters: small as Avro, about 1 MB as JSON (each one "\\u0001").
     with pytest.raises(InvalidEvent) as info:
-        validate_event(_sized("\x01" * 170_000), fixed_id)
+        validate(_sized("\x01" * 170_000), fixed_id)
     assert info.value.field == "body"
     size = len(json.dumps("\x01" * 170_000)) - 2
     assert f"{events.MAX_BODY_BYTES:,} bytes" in info.value.problem
@@ -327,13 +403,13 @@ def test_an_event_whose_escaped_body_is_over_the_limit_is_refused() -> None:
 
 
 def test_the_limit_counts_utf8_bytes_of_the_rendered_body() -> None:
-    _, record = validate_event(_sized("x"), fixed_id)
+    _, record = validate(_sized("x"), fixed_id)
     overhead = len(render_body(record)) - 1
     fits = "é" * ((events.MAX_BODY_BYTES - overhead) // 2)  # two bytes each in UTF-8
-    _, record = validate_event(_sized(fits), fixed_id)
+    _, record = validate(_sized(fits), fixed_id)
     assert len(render_body(record)) <= events.MAX_BODY_BYTES
     with pytest.raises(InvalidEvent, match="limit"):
-        validate_event(_sized(fits + "éé"), fixed_id)
+        validate(_sized(fits + "éé"), fixed_id)
 
 
 def test_the_limit_is_256_kib() -> None:
@@ -344,7 +420,7 @@ def test_the_limit_is_256_kib() -> None:
 
 
 def test_render_body_of_the_documented_example() -> None:
-    _, record = validate_event(copy.deepcopy(PRODUCT_SYNCED), fixed_id)
+    _, record = validate(copy.deepcopy(PRODUCT_SYNCED), fixed_id)
     body = render_body(record)
     assert json.loads(body) == PRODUCT_SYNCED | {"id": FIXED_ID}
     assert body == (
@@ -358,7 +434,7 @@ def test_render_body_of_the_documented_example() -> None:
 
 @pytest.mark.parametrize("event_type", schemas.EVENT_TYPES)
 def test_render_body_after_a_kafka_round_trip_is_identical(event_type: str) -> None:
-    _, record = validate_event(event(event_type), fixed_id)
+    _, record = validate(event(event_type), fixed_id)
     codec = SingleObjectCodec()
     data = codec.encode("test.events", schemas.EVENT_SCHEMA[event_type], record)
     _, decoded = codec.decode("test.events", data)
@@ -367,22 +443,35 @@ def test_render_body_after_a_kafka_round_trip_is_identical(event_type: str) -> N
 
 
 def test_render_body_is_utf8_not_escaped() -> None:
-    _, record = validate_event(event("collection.synced"), fixed_id)
+    _, record = validate(event("collection.synced"), fixed_id)
     body = render_body(record)
     assert "Hiver — laine".encode() in body
     assert b"\\u" not in body
 
 
 def test_render_body_orders_fields_by_schema() -> None:
-    _, record = validate_event(event("sync.failed"), fixed_id)
+    _, record = validate(event("sync.failed"), fixed_id)
     shuffled = dict(reversed(list(record.items())))
     shuffled["error"] = dict(reversed(list(record["error"].items())))
     assert render_body(shuffled) == render_body(record)
     assert render_body(shuffled).startswith(b'{"id":')
 
 
+@pytest.mark.parametrize("event_type", schemas.EVENT_TYPES)
+def test_the_account_is_not_in_the_body(event_type: str) -> None:
+    _, record = validate(event(event_type), fixed_id)
+    assert record["account_id"] == ACCOUNT
+    body = render_body(record)
+    assert "account_id" not in json.loads(body)
+    assert ACCOUNT.encode() not in body
+    # Whose the event is does not change a byte of what is POSTed (and signed).
+    _, other = validate_event(event(event_type), fixed_id, account="default")
+    assert render_body(other) == body
+    assert record["account_id"] == ACCOUNT  # rendering does not change the record
+
+
 def test_render_body_omits_null_fields() -> None:
-    _, record = validate_event(event("product.synced"), fixed_id)
+    _, record = validate(event("product.synced"), fixed_id)
     assert render_body({**record, "vendor": None}) == render_body(record)
 
 

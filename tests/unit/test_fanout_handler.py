@@ -1,4 +1,5 @@
-"""Fan-out planning: one event and its matching subscriptions -> delivery records."""
+"""Fan-out planning: one event and its matching subscriptions -> delivery records, each
+of the event's own account."""
 
 from __future__ import annotations
 
@@ -10,13 +11,15 @@ from typing import Any
 import pytest
 
 from synctec_webhooks import schemas
-from synctec_webhooks.consumers.fanout.handler import plan_for
+from synctec_webhooks.consumers.fanout.handler import account_of, account_problem, plan_for
 from synctec_webhooks.deliveries import PlannedDelivery, delivery_id, plan
 from synctec_webhooks.events import render_body, validate_event
 from synctec_webhooks.matching import Subscription, SubscriptionIndex
 from synctec_webhooks.serialization import SingleObjectCodec
 
 NOW_MS = 1_738_161_000_000
+ACCOUNT = "acct_eu"
+OTHER = "acct_us"
 PRODUCT = {"id": "1234567890", "title": "Merino Wool Sweater", "sku": "MWS-001"}
 STORES = {"source_store": "main-store.myshopify.com", "destination_store": "eu-store.myshopify.com"}
 # JSON as the sync services send it, one per event type.
@@ -57,26 +60,27 @@ EVENTS: dict[str, dict[str, Any]] = {
     },
 }
 EXPECTED_KEY = {
-    "product.synced": "1234567890",
-    "sync.failed": "1234567890",
-    "inventory.updated": "1234567890",
-    "collection.synced": "col_1",
+    "product.synced": f"{ACCOUNT}/1234567890",
+    "sync.failed": f"{ACCOUNT}/1234567890",
+    "inventory.updated": f"{ACCOUNT}/1234567890",
+    "collection.synced": f"{ACCOUNT}/col_1",
 }
 
 
-def _event(event_type: str) -> dict[str, Any]:
-    got_type, record = validate_event(copy.deepcopy(EVENTS[event_type]))
+def _event(event_type: str, account: str = ACCOUNT) -> dict[str, Any]:
+    got_type, record = validate_event(copy.deepcopy(EVENTS[event_type]), account=account)
     assert got_type == event_type
     return record
 
 
-def _sub(sub_id: str, *events: str, enabled: bool = True) -> Subscription:
+def _sub(sub_id: str, *events: str, enabled: bool = True, account: str = ACCOUNT) -> Subscription:
     return Subscription(
         id=sub_id,
         url=f"https://{sub_id}.example/hook",
         events=events,
         secret="whsec_" + sub_id,
         enabled=enabled,
+        account_id=account,
     )
 
 
@@ -122,6 +126,7 @@ def test_plan_one_delivery_per_match(event_type: str) -> None:
             record={
                 "delivery_id": delivery_id(event["id"], sub.id),
                 "webhook_id": sub.id,
+                "account_id": ACCOUNT,
                 "event_id": event["id"],
                 "event_type": event_type,
                 "partition_key": key,
@@ -187,6 +192,11 @@ def _index() -> SubscriptionIndex:
         _sub("wh_failures", "sync.failed", "inventory.updated"),
         _sub("wh_off", "*", enabled=False),
         _sub("wh_off_products", "product.synced", enabled=False),
+        # Another account's, of every kind: never planned for ACCOUNT's events.
+        _sub("wh_us_products", "product.synced", account=OTHER),
+        _sub("wh_us_all", "*", account=OTHER),
+        _sub("wh_us_off", "*", enabled=False, account=OTHER),
+        _sub("wh_default_all", "*", account="default"),
     ]:
         index.upsert(sub)
     return index
@@ -210,6 +220,60 @@ def test_plan_for_follows_the_index(event_type: str, webhooks: list[str]) -> Non
     assert [p.record["delivery_id"] for p in planned] == [
         delivery_id(event["id"], w) for w in webhooks
     ]
+
+
+@pytest.mark.parametrize(
+    ("event_type", "webhooks"),
+    [
+        ("product.synced", ["wh_us_products", "wh_us_all", "wh_us_off"]),
+        ("sync.failed", ["wh_us_all", "wh_us_off"]),
+    ],
+)
+def test_plan_for_another_account_is_its_own(event_type: str, webhooks: list[str]) -> None:
+    event = _event(event_type, account=OTHER)
+    planned = plan_for(_index(), event_type, event, NOW_MS)
+    assert [p.webhook_id for p in planned] == webhooks
+    assert {p.record["account_id"] for p in planned} == {OTHER}
+    assert {p.key for p in planned} == {f"{OTHER}/{EXPECTED_KEY[event_type].split('/')[1]}"}
+
+
+def test_plan_for_an_event_of_an_account_without_webhooks_is_empty() -> None:
+    event = _event("product.synced", account="acct_new")
+    assert plan_for(_index(), "product.synced", event, NOW_MS) == []
+
+
+def test_an_event_written_before_accounts_goes_to_the_default_account() -> None:
+    # Decoded from an old record, the field holds the schema default; an in-memory
+    # record may lack it altogether.
+    event = _event("product.synced", account="default")
+    old = {k: v for k, v in event.items() if k != "account_id"}
+    assert account_of(old) == account_of(event) == "default"
+    for e in (event, old):
+        planned = plan_for(_index(), "product.synced", e, NOW_MS)
+        assert [p.webhook_id for p in planned] == ["wh_default_all"]
+        assert planned[0].record["account_id"] == "default"
+        assert planned[0].key == "default/1234567890"
+
+
+@pytest.mark.parametrize("bad", ["", "../etc", "_x", "a b", "x" * 65])
+def test_an_event_of_no_valid_account_is_nobodys(bad: str) -> None:
+    # Only from a producer that does not validate; never the default account's.
+    event = {**_event("product.synced"), "account_id": bad}
+    assert account_of(event) == bad
+    problem = account_problem(event)
+    assert problem is not None and problem.startswith("account_id: ")
+    assert plan_for(_index(), "product.synced", event, NOW_MS) == []
+    assert account_problem(_event("product.synced")) is None
+    assert account_problem({k: v for k, v in event.items() if k != "account_id"}) is None
+
+
+def test_the_account_is_in_the_record_and_the_key_but_not_the_payload() -> None:
+    event = _event("product.synced")
+    (p,) = plan("product.synced", event, [_sub("wh_a", "*")], NOW_MS)
+    assert p.record["account_id"] == ACCOUNT
+    assert p.key == p.record["partition_key"] == f"{ACCOUNT}/1234567890"
+    assert "account_id" not in json.loads(p.record["payload"])
+    assert ACCOUNT not in p.record["payload"]
 
 
 def test_plan_for_without_subscriptions_is_empty() -> None:

@@ -27,7 +27,9 @@ TOP = ("cli",)
 DEV = ("localkafka",)
 # Pure logic: no network client, no event loop.
 PURE = (
+    "accounts",
     "attempts.endpoint_health",
+    "audit",
     "attempts.records",
     "consumers.delivery.handler",
     "consumers.fanout.handler",
@@ -38,6 +40,7 @@ PURE = (
     "limits",
     "matching",
     "offsets",
+    "portal_links",
     "retry_policy",
     "signing",
     "topics",

@@ -186,9 +186,11 @@ def test_ops_settings_from_the_environment() -> None:
             "SYNCTEC_STATS_INTERVAL_MS": "1000",
             "SYNCTEC_METRICS_PER_WEBHOOK": " wh_1, ,wh_2 ",
             "SYNCTEC_METRICS_PER_WEBHOOK_CAP": "7",
+            "SYNCTEC_METRICS_PER_ACCOUNT": "acct_1 ,, *",
+            "SYNCTEC_METRICS_PER_ACCOUNT_CAP": "3",
         }
     ).ops
-    assert s == OpsSettings("0.0.0.0", 0, 1000, ("wh_1", "wh_2"), 7)
+    assert s == OpsSettings("0.0.0.0", 0, 1000, ("wh_1", "wh_2"), 7, ("acct_1", "*"), 3)
     assert s.port_for(["deliver"]) == 0
     defaults = Settings.from_env({}).ops
     assert defaults == OpsSettings()
@@ -205,8 +207,20 @@ def test_ops_settings_from_the_environment() -> None:
         ("SYNCTEC_METRICS_PORT", "http"),
         ("SYNCTEC_STATS_INTERVAL_MS", "0"),
         ("SYNCTEC_METRICS_PER_WEBHOOK_CAP", "0"),
+        ("SYNCTEC_METRICS_PER_ACCOUNT_CAP", "0"),
+        ("SYNCTEC_METRICS_PER_ACCOUNT_CAP", "10001"),
     ],
 )
 def test_bad_ops_settings_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({name: value})
+
+
+def test_the_servers_metrics_follow_the_per_account_settings() -> None:
+    env = {"SYNCTEC_METRICS_PER_ACCOUNT": "*", "SYNCTEC_METRICS_PER_ACCOUNT_CAP": "2"}
+    metrics = OpsServer(Settings.from_env(env), ["deliver"]).metrics
+    assert [metrics.accounts.label(a) for a in ("a", "b", "c", "a")] == ["a", "b", "_other", "a"]
+    chosen = OpsServer(Settings.from_env({"SYNCTEC_METRICS_PER_ACCOUNT": "b"}), ["fanout"])
+    assert [chosen.metrics.accounts.label(a) for a in ("a", "b")] == ["_other", "b"]
+    nobody = OpsServer(Settings.from_env({}), ["retry"]).metrics
+    assert not nobody.accounts.enabled and nobody.accounts.label("a") == "_other"

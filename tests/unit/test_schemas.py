@@ -18,40 +18,65 @@ from synctec_webhooks.schemas import SCHEMA_DIR, SchemaStore
 DATA = Path(__file__).parent / "data"
 EMPTY = 0xC15D213AA4D7A795  # CRC-64-AVRO initial value, from the Avro specification
 
+# An event's account_id comes last: the fields before it are the webhook body, in order.
 FIELDS = {
     "com.synctec.events.ProductSynced": [
         "id", "event", "timestamp", "product", "source_store", "destination_store", "status",
+        "account_id",
     ],
     "com.synctec.events.SyncFailed": [
         "id", "event", "timestamp", "product", "source_store", "destination_store", "status",
-        "error",
+        "error", "account_id",
     ],
     "com.synctec.events.InventoryUpdated": [
         "id", "event", "timestamp", "product", "location_group", "available", "source_store",
-        "destination_store",
+        "destination_store", "account_id",
     ],
     "com.synctec.events.CollectionSynced": [
         "id", "event", "timestamp", "collection", "source_store", "destination_store", "status",
+        "account_id",
     ],
     "com.synctec.webhooks.Subscription": [
-        "id", "url", "events", "secret", "description", "enabled", "created_at", "updated_at",
-        "sealed_secrets", "rotation_ends_at", "disabled_reason", "disabled_at", "enabled_at",
-        "max_in_flight", "rate_limit",
+        "id", "account_id", "url", "events", "secret", "description", "enabled", "created_at",
+        "updated_at", "sealed_secrets", "rotation_ends_at", "disabled_reason", "disabled_at",
+        "enabled_at", "max_in_flight", "rate_limit",
     ],
     "com.synctec.webhooks.DeliveryAttempt": [
-        "webhook_id", "delivery_id", "event_id", "event_type", "attempt", "at", "status",
-        "error", "latency_ms", "outcome", "result",
+        "webhook_id", "account_id", "delivery_id", "event_id", "event_type", "attempt", "at",
+        "status", "error", "latency_ms", "outcome", "result",
     ],
+    # delivery_id and webhook_id first: the fan-out splices them (consumers/fanout/encoding.py).
     "com.synctec.webhooks.Delivery": [
-        "delivery_id", "webhook_id", "event_id", "event_type", "partition_key", "payload",
-        "event_timestamp", "created_at", "attempt", "not_before", "history", "replays",
+        "delivery_id", "webhook_id", "account_id", "event_id", "event_type", "partition_key",
+        "payload", "event_timestamp", "created_at", "attempt", "not_before", "history",
+        "replays",
     ],
     "com.synctec.webhooks.DeadLetter": [
         "dead_letter_id", "reason", "detail", "failed_at", "source_topic", "source_partition",
-        "source_offset", "webhook_id", "event_id", "delivery_id", "event_type", "attempts",
-        "history", "delivery", "raw", "original_size", "truncated",
+        "source_offset", "webhook_id", "account_id", "event_id", "delivery_id", "event_type",
+        "attempts", "history", "delivery", "raw", "original_size", "truncated",
+    ],
+    "com.synctec.webhooks.Account": [
+        "id", "name", "created_at", "updated_at", "max_webhooks", "links_not_before",
+    ],
+    "com.synctec.webhooks.ApiKey": [
+        "id", "account_id", "prefix", "key_hash", "name", "created_at", "created_by",
+        "revoked_at",
+    ],
+    "com.synctec.webhooks.AuditEntry": [
+        "id", "account_id", "at", "actor_kind", "actor_id", "action", "target_id", "detail",
+        "address",
     ],
 }  # fmt: skip
+# The records that existed before accounts: each gained an account_id whose default is the
+# default account, so records written before read as the default account's.
+BEFORE_ACCOUNTS = [
+    *schemas.EVENT_SCHEMA.values(),
+    schemas.SUBSCRIPTION,
+    schemas.DELIVERY,
+    schemas.DELIVERY_ATTEMPT,
+    schemas.DEAD_LETTER,
+]
 AVSC_FILES = sorted(SCHEMA_DIR.glob("*.avsc"))
 
 
@@ -114,6 +139,29 @@ def test_store_holds_exactly_the_contract_schemas() -> None:
     assert sorted(schemas.load().names()) == sorted(FIELDS)
     assert set(schemas.EVENT_SCHEMA) == set(schemas.EVENT_TYPES)
     assert {schemas.SUBSCRIPTION, schemas.DELIVERY, schemas.DEAD_LETTER} <= set(FIELDS)
+    assert {schemas.ACCOUNT, schemas.API_KEY, schemas.AUDIT_ENTRY} <= set(FIELDS)
+
+
+@pytest.mark.parametrize("fullname", BEFORE_ACCOUNTS)
+def test_the_account_of_an_older_record_is_the_default_account(fullname: str) -> None:
+    (field,) = [f for f in schemas.load().parsed(fullname)["fields"] if f["name"] == "account_id"]
+    assert field["default"] == "default"
+    # A dead letter's may be null (a record nobody could read), but not by default.
+    expected = ["string", "null"] if fullname == schemas.DEAD_LETTER else "string"
+    assert field["type"] == expected
+
+
+def test_every_schema_before_accounts_is_kept_in_history() -> None:
+    # Records written with them stay on the topics until retention removes them.
+    history = {p.name for p in (SCHEMA_DIR / "history").glob("*.avsc")}
+    for name in [
+        "product_synced.v1.avsc", "sync_failed.v1.avsc", "inventory_updated.v1.avsc",
+        "collection_synced.v1.avsc", "subscription.v3.avsc", "delivery.v1.avsc",
+        "delivery_attempt.v1.avsc", "dead_letter.v2.avsc",
+    ]:  # fmt: skip
+        assert name in history
+        old = json.loads((SCHEMA_DIR / "history" / name).read_text(encoding="utf-8"))
+        assert "account_id" not in [f["name"] for f in old["fields"]]
 
 
 @pytest.mark.parametrize("fullname", FIELDS)

@@ -29,6 +29,8 @@ from tests.unit.test_schemas import crc64_avro
 DATA = Path(__file__).parent / "data"
 PRODUCT_SYNCED = "com.synctec.events.ProductSynced"
 EVENTS_TOPIC = "test.events"
+ACCOUNT = "acct_eu"
+HISTORY = SCHEMA_DIR / "history"
 
 _PRODUCT = {"id": "1234567890", "title": "Merino Wool Sweater", "sku": "MWS-001"}
 _STORES = {
@@ -46,9 +48,10 @@ _ATTEMPT = {
 _DELIVERY = {
     "delivery_id": "dlv_1",
     "webhook_id": "wh_1",
+    "account_id": ACCOUNT,
     "event_id": "evt_1",
     "event_type": "product.synced",
-    "partition_key": "1234567890",
+    "partition_key": f"{ACCOUNT}/1234567890",
     "payload": '{"id":"evt_1","event":"product.synced"}',
     "event_timestamp": "2025-01-29T14:30:00Z",
     "created_at": 1738161000000,
@@ -65,6 +68,7 @@ RECORDS: dict[str, dict[str, Any]] = {
         "product": _PRODUCT,
         **_STORES,
         "status": "success",
+        "account_id": ACCOUNT,
     },
     "com.synctec.events.SyncFailed": {
         "id": "evt_2",
@@ -74,6 +78,7 @@ RECORDS: dict[str, dict[str, Any]] = {
         **_STORES,
         "status": "failed",
         "error": {"code": "rate_limited", "message": "Shopify throttled the request"},
+        "account_id": ACCOUNT,
     },
     "com.synctec.events.InventoryUpdated": {
         "id": "evt_3",
@@ -83,6 +88,7 @@ RECORDS: dict[str, dict[str, Any]] = {
         "location_group": {"id": "lg_1", "name": "EU warehouses"},
         "available": 2**40,
         **_STORES,
+        "account_id": ACCOUNT,
     },
     "com.synctec.events.CollectionSynced": {
         "id": "evt_4",
@@ -91,9 +97,11 @@ RECORDS: dict[str, dict[str, Any]] = {
         "collection": {"id": "col_1", "title": "Hiver — laine", "products_count": 42},
         **_STORES,
         "status": "success",
+        "account_id": ACCOUNT,
     },
     "com.synctec.webhooks.Subscription": {
         "id": "wh_1",
+        "account_id": ACCOUNT,
         "url": "https://merchant.example/hooks",
         "events": ["product.synced", "sync.failed"],
         "secret": "whsec_dGVzdA==",
@@ -111,6 +119,7 @@ RECORDS: dict[str, dict[str, Any]] = {
     },
     "com.synctec.webhooks.DeliveryAttempt": {
         "webhook_id": "wh_1",
+        "account_id": ACCOUNT,
         "delivery_id": "msg_1",
         "event_id": "evt_1",
         "event_type": "product.synced",
@@ -132,6 +141,7 @@ RECORDS: dict[str, dict[str, Any]] = {
         "source_partition": 3,
         "source_offset": 2**33,
         "webhook_id": "wh_1",
+        "account_id": ACCOUNT,
         "event_id": "evt_1",
         "delivery_id": "dlv_1",
         "event_type": "product.synced",
@@ -142,6 +152,35 @@ RECORDS: dict[str, dict[str, Any]] = {
         "original_size": 2**33,  # a long
         "truncated": True,
     },
+    "com.synctec.webhooks.Account": {
+        "id": ACCOUNT,
+        "name": "Maison Laine — EU",
+        "created_at": 1738161000000,
+        "updated_at": 0,
+        "max_webhooks": 20,
+        "links_not_before": 1738162000000,
+    },
+    "com.synctec.webhooks.ApiKey": {
+        "id": "key_0123456789abcdef01234567",
+        "account_id": ACCOUNT,
+        "prefix": "slk_AbCdEfGh",
+        "key_hash": "ab" * 32,
+        "name": None,
+        "created_at": 1738161000000,
+        "created_by": "operator",
+        "revoked_at": 0,
+    },
+    "com.synctec.webhooks.AuditEntry": {
+        "id": "aud_" + "0" * 32,
+        "account_id": ACCOUNT,
+        "at": 1738161000000,
+        "actor_kind": "api_key",
+        "actor_id": "key_0123456789abcdef01234567",
+        "action": "webhook.created",
+        "target_id": "wh_1",
+        "detail": None,
+        "address": "203.0.113.7",
+    },
 }
 
 
@@ -150,6 +189,7 @@ def record(fullname: str) -> dict[str, Any]:
 
 
 def v1_product() -> dict[str, Any]:
+    """A ProductSynced of the current schema (the "old" one of the evolution tests)."""
     return record(PRODUCT_SYNCED)
 
 
@@ -224,6 +264,72 @@ def test_single_object_evolution_old_writer_new_reader(v2_store: SchemaStore) ->
     v2_store.add(schemas.load().raw(PRODUCT_SYNCED))  # as schemas/history/ would
     name, decoded = SingleObjectCodec(v2_store).decode(EVENTS_TOPIC, data)
     assert (name, decoded) == (PRODUCT_SYNCED, {**v1_product(), "vendor": None})
+
+
+# --- records written before accounts ----------------------------------------------
+
+# Each record kind as it was before accounts (schemas/history/), with the current name.
+BEFORE_ACCOUNTS = {
+    PRODUCT_SYNCED: "product_synced.v1.avsc",
+    "com.synctec.events.SyncFailed": "sync_failed.v1.avsc",
+    "com.synctec.events.InventoryUpdated": "inventory_updated.v1.avsc",
+    "com.synctec.events.CollectionSynced": "collection_synced.v1.avsc",
+    "com.synctec.webhooks.Subscription": "subscription.v3.avsc",
+    "com.synctec.webhooks.DeliveryAttempt": "delivery_attempt.v1.avsc",
+    "com.synctec.webhooks.Delivery": "delivery.v1.avsc",
+    "com.synctec.webhooks.DeadLetter": "dead_letter.v2.avsc",
+}
+
+
+def _without_accounts(value: Any) -> Any:
+    """A sample record as an older writer held it: no account_id anywhere."""
+    if isinstance(value, dict):
+        return {k: _without_accounts(v) for k, v in value.items() if k != "account_id"}
+    if isinstance(value, list):
+        return [_without_accounts(v) for v in value]
+    return value
+
+
+def _with_default_accounts(old: Any, fullname: str) -> dict[str, Any]:
+    expected = {**record(fullname), "account_id": "default"}
+    if fullname == schemas.DEAD_LETTER:
+        expected["delivery"] = {**expected["delivery"], "account_id": "default"}
+    # The sample's other fields, as the old writer wrote them.
+    assert _without_accounts(expected) == old
+    return expected
+
+
+@pytest.fixture
+def old_store(tmp_path: Path) -> SchemaStore:
+    """The schemas/ of the release before accounts: the history files as current."""
+    for path in SCHEMA_DIR.glob("*.avsc"):
+        shutil.copy(path, tmp_path)
+    for name in BEFORE_ACCOUNTS.values():
+        shutil.copy(HISTORY / name, tmp_path / name.replace(".v1", "").replace(".v2", "")
+                    .replace(".v3", ""))  # fmt: skip
+    return SchemaStore(tmp_path)
+
+
+@pytest.mark.parametrize("fullname", BEFORE_ACCOUNTS)
+def test_a_record_written_before_accounts_reads_as_the_default_accounts(
+    fullname: str, old_store: SchemaStore
+) -> None:
+    old = _without_accounts(record(fullname))
+    assert old_store.fingerprint(fullname) != schemas.load().fingerprint(fullname)
+    data = SingleObjectCodec(old_store).encode("test.any", fullname, old)
+    # The shipped store knows the old writer schema from schemas/history/.
+    name, decoded = SingleObjectCodec().decode("test.any", data)
+    assert (name, decoded) == (fullname, _with_default_accounts(old, fullname))
+
+
+@pytest.mark.parametrize("fullname", BEFORE_ACCOUNTS)
+def test_registry_record_written_before_accounts_reads_as_the_default_accounts(
+    fullname: str, old_store: SchemaStore, registry: SchemaRegistryClient
+) -> None:
+    old = _without_accounts(record(fullname))
+    data = SchemaRegistryCodec("", old_store, client=registry).encode("test.any", fullname, old)
+    name, decoded = SchemaRegistryCodec("", client=registry).decode("test.any", data)
+    assert (name, decoded) == (fullname, _with_default_accounts(old, fullname))
 
 
 # --- Confluent Schema Registry -----------------------------------------------------
