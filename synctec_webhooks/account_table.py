@@ -24,7 +24,7 @@ from confluent_kafka import Message
 from synctec_webhooks.accounts import DEFAULT_ACCOUNT, Account, ApiKey
 from synctec_webhooks.config import Settings
 from synctec_webhooks.errors import InvalidAccount, SerializationError
-from synctec_webhooks.kafka import TopicAdmin, TopicFollower, core_topics
+from synctec_webhooks.kafka import CatchUps, TopicAdmin, TopicFollower, core_topics
 from synctec_webhooks.serialization import Codec
 from synctec_webhooks.topics import Topics
 
@@ -55,8 +55,7 @@ class AccountTable:
             f"{client_id}-keys",
             self._batch(topics.api_keys, ApiKey, self._apply_key),
         )
-        self._sync_lock = asyncio.Lock()
-        self._synced_at = 0.0
+        self._current = CatchUps(self._catch_up)
 
     async def start(self) -> None:
         """Create the topics if needed, load both to their ends, then follow them."""
@@ -65,7 +64,7 @@ class AccountTable:
         asked_at = time.time()
         await self._account_follower.start(admin)
         await self._key_follower.start(admin)
-        self._synced_at = max(self._synced_at, asked_at)
+        self._current.loaded(asked_at)
         logger.info(
             "account table loaded: %d accounts, %d API keys", len(self._accounts), len(self._keys)
         )
@@ -108,15 +107,10 @@ class AccountTable:
     async def sync(self, not_before: float | None = None) -> None:
         """Return once every record written to both topics before `not_before` (now,
         by default) is applied."""
-        not_before = time.time() if not_before is None else not_before
-        if self._synced_at >= not_before:
-            return
-        async with self._sync_lock:
-            if self._synced_at >= not_before:
-                return
-            asked_at = time.time()
-            await asyncio.gather(self._account_follower.catch_up(), self._key_follower.catch_up())
-            self._synced_at = asked_at
+        await self._current.wait(time.time() if not_before is None else not_before)
+
+    async def _catch_up(self) -> None:
+        await asyncio.gather(self._account_follower.catch_up(), self._key_follower.catch_up())
 
     # --- lookups ---------------------------------------------------------------------
 

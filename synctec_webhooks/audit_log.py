@@ -10,7 +10,6 @@ record's bytes, decoded when asked for. The topic itself keeps
 
 from __future__ import annotations
 
-import asyncio
 import heapq
 import itertools
 import logging
@@ -24,7 +23,7 @@ from confluent_kafka import Message
 
 from synctec_webhooks.config import Settings
 from synctec_webhooks.errors import SerializationError
-from synctec_webhooks.kafka import TopicFollower
+from synctec_webhooks.kafka import CatchUps, TopicFollower
 from synctec_webhooks.serialization import Codec
 from synctec_webhooks.topics import Topics
 
@@ -46,24 +45,17 @@ class AuditLog:
         self._order: deque[str] = deque()
         self._stale: dict[str, int] = {}
         self._follower = TopicFollower(settings, self.topic, client_id, self._on_batch)
-        self._sync_lock = asyncio.Lock()
-        self._synced_at = 0.0
+        self._current = CatchUps(self._follower.catch_up)
 
     async def start(self) -> None:
         """Read the topic to its current end, then follow it in the background."""
         asked_at = time.time()
         await self._follower.start()
-        self._synced_at = asked_at
+        self._current.loaded(asked_at)
 
     async def sync(self) -> None:
         """Return once every entry written before now is kept (or evicted)."""
-        not_before = time.time()
-        async with self._sync_lock:
-            if self._synced_at >= not_before:
-                return
-            asked_at = time.time()
-            await self._follower.catch_up()
-            self._synced_at = asked_at
+        await self._current.wait(time.time())
 
     async def _on_batch(self, msgs: list[Message]) -> None:
         for msg in msgs:

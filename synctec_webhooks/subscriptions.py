@@ -23,7 +23,7 @@ from synctec_webhooks.accounts import DEFAULT_ACCOUNT
 from synctec_webhooks.config import Settings
 from synctec_webhooks.deadletters.writer import DeadLetterWriter
 from synctec_webhooks.errors import InvalidSubscription, SerializationError
-from synctec_webhooks.kafka import TopicAdmin, TopicFollower, core_topics, position
+from synctec_webhooks.kafka import CatchUps, TopicAdmin, TopicFollower, core_topics, position
 from synctec_webhooks.matching import Subscription, SubscriptionIndex
 from synctec_webhooks.serialization import Codec
 from synctec_webhooks.topics import Topics
@@ -86,8 +86,7 @@ class SubscriptionTable:
         self._topic = Topics(settings.topic_prefix).subscriptions
         self.index = SubscriptionIndex()
         self._follower = TopicFollower(settings, self._topic, client_id, self._on_batch)
-        self._sync_lock = asyncio.Lock()
-        self._synced_at = 0.0
+        self._current = CatchUps(self._follower.catch_up)
         self.poison_count = 0
         # One reader per deployment should dead-letter poison records (the fan-out's);
         # the others only skip them. Re-reading the topic after a restart writes the
@@ -100,7 +99,7 @@ class SubscriptionTable:
         await asyncio.to_thread(admin.ensure, core_topics(self._settings))
         asked_at = time.time()
         await self._follower.start(admin)
-        self._synced_at = max(self._synced_at, asked_at)
+        self._current.loaded(asked_at)
         logger.info("subscription table loaded: %d webhooks", len(self.index))
 
     async def _on_batch(self, msgs: list[Message]) -> None:
@@ -142,14 +141,7 @@ class SubscriptionTable:
         Waits as long as it takes: while the broker is away nothing can be matched
         correctly anyway, and the callers hold their offsets meanwhile.
         """
-        if self._synced_at >= not_before:
-            return
-        async with self._sync_lock:
-            if self._synced_at >= not_before:
-                return
-            asked_at = time.time()
-            await self._follower.catch_up()
-            self._synced_at = asked_at
+        await self._current.wait(not_before)
 
     def get(self, sub_id: str) -> Subscription | None:
         return self.index.get(sub_id)

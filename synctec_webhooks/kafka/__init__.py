@@ -28,6 +28,7 @@ from synctec_webhooks.kafka.config import (
 from synctec_webhooks.kafka.consumer import AsyncConsumer, data_messages, is_benign, position
 from synctec_webhooks.kafka.follower import (
     READER_GROUP,
+    CatchUps,
     TopicFollower,
     read_to_end,
     reader_config,
@@ -45,6 +46,7 @@ __all__ = [
     "READER_GROUP",
     "AsyncConsumer",
     "AsyncProducer",
+    "CatchUps",
     "DeliveryFailed",
     "TopicAdmin",
     "TopicFollower",

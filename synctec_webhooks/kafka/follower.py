@@ -51,6 +51,35 @@ _WARN_EVERY = 10.0  # seconds between warnings while waiting on the broker
 OnBatch = Callable[[list[Message]], Awaitable[None]]
 
 
+class CatchUps:
+    """When a view of followed topics was last known current, and one catch-up at a time.
+
+    `wait(not_before)` returns at once when the view was current at `not_before` or
+    later; otherwise it catches up (`catch_up`, e.g. `TopicFollower.catch_up`), and
+    callers that asked meanwhile share that round instead of starting their own. The
+    subscription table, the account table and the audit log each keep one.
+    """
+
+    def __init__(self, catch_up: Callable[[], Awaitable[object]]) -> None:
+        self._catch_up = catch_up
+        self._lock = asyncio.Lock()
+        self.current_at = 0.0  # epoch seconds
+
+    def loaded(self, asked_at: float) -> None:
+        """The view was read to the ends the topics had at `asked_at` (at start)."""
+        self.current_at = max(self.current_at, asked_at)
+
+    async def wait(self, not_before: float) -> None:
+        if self.current_at >= not_before:
+            return
+        async with self._lock:
+            if self.current_at >= not_before:
+                return
+            asked_at = time.time()
+            await self._catch_up()
+            self.current_at = asked_at
+
+
 def reader_config(settings: Settings, client_id: str, **extra: Any) -> dict[str, Any]:
     """Configuration of a group-less reader: assigned partitions, nothing committed."""
     conf = base_config(settings, client_id)

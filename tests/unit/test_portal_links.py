@@ -20,44 +20,54 @@ from synctec_webhooks.accounts import (
 from synctec_webhooks.errors import CredentialRefused, InvalidAccount
 
 KEY = portal_links.signing_key("k" * 32, "operator-token-0123456789")
-NOW_MS = int(time.time() * 1000)
+
+
+def _now_ms() -> int:
+    # Read per test, not at import: PyJWT checks expiry against the real clock, and the
+    # whole suite runs for many minutes after this module is imported.
+    return int(time.time() * 1000)
 
 
 def test_a_link_names_its_account_scope_and_expiry() -> None:
-    token, claims = portal_links.issue("shop-1", "read", 600, KEY, NOW_MS)
+    now_ms = _now_ms()
+    token, claims = portal_links.issue("shop-1", "read", 600, KEY, now_ms)
     assert portal_links.looks_like_link_token(token)
-    got = portal_links.verify(token, KEY, NOW_MS / 1000)
+    got = portal_links.verify(token, KEY, now_ms / 1000)
     assert got == claims
-    assert (got.account_id, got.scope, got.issued_at_ms) == ("shop-1", "read", NOW_MS)
-    assert got.expires_at == NOW_MS // 1000 + 600
+    assert (got.account_id, got.scope, got.issued_at_ms) == ("shop-1", "read", now_ms)
+    assert got.expires_at == now_ms // 1000 + 600
     assert got.link_id.startswith("lnk_")
 
 
 def test_links_have_distinct_ids() -> None:
-    ids = {portal_links.issue("shop-1", "manage", 60, KEY, NOW_MS)[1].link_id for _ in range(50)}
+    now_ms = _now_ms()
+    ids = {portal_links.issue("shop-1", "manage", 60, KEY, now_ms)[1].link_id for _ in range(50)}
     assert len(ids) == 50
 
 
 def test_an_expired_link_is_refused_as_expired() -> None:
-    token, _ = portal_links.issue("shop-1", "manage", 60, KEY, NOW_MS - 3_600_000)
+    now_ms = _now_ms()
+    token, _ = portal_links.issue("shop-1", "manage", 60, KEY, now_ms - 3_600_000)
     with pytest.raises(CredentialRefused) as exc:
-        portal_links.verify(token, KEY, NOW_MS / 1000)
+        portal_links.verify(token, KEY, now_ms / 1000)
     assert exc.value.reason == "expired"
     assert "new link" in str(exc.value)
 
 
 def test_a_link_expires_on_our_clock_too() -> None:
-    token, claims = portal_links.issue("shop-1", "manage", 60, KEY, NOW_MS)
+    now_ms = _now_ms()
+    token, claims = portal_links.issue("shop-1", "manage", 60, KEY, now_ms)
     portal_links.verify(token, KEY, claims.expires_at)  # within the leeway
     with pytest.raises(CredentialRefused, match="expired"):
         portal_links.verify(token, KEY, claims.expires_at + 60)
 
 
 def test_another_key_does_not_open_a_link() -> None:
-    token, _ = portal_links.issue("shop-1", "manage", 60, KEY, NOW_MS)
+    now_ms = _now_ms()
+    token, _ = portal_links.issue("shop-1", "manage", 60, KEY, now_ms)
     other = portal_links.signing_key(None, "another-operator-token-xyz")
     with pytest.raises(CredentialRefused) as exc:
-        portal_links.verify(token, other, NOW_MS / 1000)
+        portal_links.verify(token, other, now_ms / 1000)
     assert exc.value.reason == "invalid"
 
 
@@ -74,7 +84,8 @@ def _b64(obj: dict[str, object]) -> str:
 
 
 def test_an_unsigned_or_tampered_link_is_refused() -> None:
-    token, _ = portal_links.issue("shop-1", "read", 600, KEY, NOW_MS)
+    now_ms = _now_ms()
+    token, _ = portal_links.issue("shop-1", "read", 600, KEY, now_ms)
     header, payload, signature = token.split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     # Another account, same signature.
@@ -85,12 +96,13 @@ def test_an_unsigned_or_tampered_link_is_refused() -> None:
     guessed = jwt.encode({**claims, "scope": "manage"}, "s" * 32, algorithm="HS256")
     for bad in (forged, unsigned, guessed, "eyJ.x.y", "", "not-a-jwt"):
         with pytest.raises(CredentialRefused) as exc:
-            portal_links.verify(bad, KEY, NOW_MS / 1000)
+            portal_links.verify(bad, KEY, now_ms / 1000)
         assert exc.value.reason == "invalid"
 
 
 def test_a_token_without_our_claims_is_refused() -> None:
-    now = NOW_MS // 1000
+    now_ms = _now_ms()
+    now = now_ms // 1000
     base = {
         "iss": "storelink-webhooks",
         "aud": "storelink-webhooks-portal",
@@ -98,7 +110,7 @@ def test_a_token_without_our_claims_is_refused() -> None:
         "scope": "read",
         "jti": "lnk_1",
         "iat": now,
-        "iat_ms": NOW_MS,
+        "iat_ms": now_ms,
         "exp": now + 60,
     }
     for change in (
@@ -117,10 +129,11 @@ def test_a_token_without_our_claims_is_refused() -> None:
 
 
 def test_issue_refuses_a_bad_account_or_scope() -> None:
+    now_ms = _now_ms()
     with pytest.raises(InvalidAccount, match="account_id"):
-        portal_links.issue("../x", "read", 60, KEY, NOW_MS)
+        portal_links.issue("../x", "read", 60, KEY, now_ms)
     with pytest.raises(InvalidAccount, match="scope"):
-        portal_links.issue("shop-1", "admin", 60, KEY, NOW_MS)
+        portal_links.issue("shop-1", "admin", 60, KEY, now_ms)
 
 
 @pytest.mark.parametrize("good", ["default", "shop-1", "A.b_c-9", "x" * 64, "123"])
@@ -134,18 +147,20 @@ def test_bad_account_ids(bad: object) -> None:
 
 
 def test_an_api_key_is_stored_as_its_hash_and_recognised_by_its_prefix() -> None:
-    stored, key = new_api_key("shop-1", "ERP", NOW_MS, "operator")
+    now_ms = _now_ms()
+    stored, key = new_api_key("shop-1", "ERP", now_ms, "operator")
     assert key.startswith("slk_") and len(key) > 40
     assert stored.key_hash == hash_key(key) and key not in repr(stored.record())
     assert key.startswith(stored.prefix) and len(stored.prefix) == 12
     assert stored.account_id == "shop-1" and not stored.revoked
-    assert stored.with_(revoked_at=NOW_MS).revoked
-    again, key2 = new_api_key("shop-1", None, NOW_MS, "operator")
+    assert stored.with_(revoked_at=now_ms).revoked
+    again, key2 = new_api_key("shop-1", None, now_ms, "operator")
     assert key2 != key and again.id != stored.id
 
 
 def test_account_records_round_trip_and_limits() -> None:
-    account = Account("shop-1", "Shop", NOW_MS, max_webhooks=5)
+    now_ms = _now_ms()
+    account = Account("shop-1", "Shop", now_ms, max_webhooks=5)
     assert Account.from_record(account.record()) == account
     assert account.webhook_limit(100) == 5
     assert Account(DEFAULT_ACCOUNT).webhook_limit(100) == 100
