@@ -72,6 +72,10 @@ def _verdict(ok: bool) -> str:
 
 def ratios(by: dict[str, Result]) -> list[str]:
     out = _admin(by)
+    if "latency" in by:
+        from bench.latency import targets  # bench.latency imports this module's neighbours
+
+        out.append(f"light-load latency (issue 13), {targets(by['latency'])}")
     if "pipeline" not in by:
         return out
     pipe = by["pipeline"].rate

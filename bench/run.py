@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import report
+from bench import latency, report
 from bench.cluster import ReceiverProcess, kill_all
 from bench.common import parse_mix
 from bench.scenarios import (
@@ -52,6 +52,7 @@ SCENARIOS = (
     "fanout",
     "scan",
     "admin",
+    "latency",
 )
 # Scenarios that need the pipeline run (its rate is their yardstick).
 _ON_THE_PIPELINE = {"pipeline", "naive", "kafka", "half", "endpoint"}
@@ -86,6 +87,20 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--admin-dead-letters", type=int, default=100_000, help="dead letters (admin run)"
+    )
+    p.add_argument("--latency-seconds", type=float, default=30.0, help="measured part (latency)")
+    p.add_argument("--latency-rate", type=float, default=10.0, help="events/s, one at a time")
+    p.add_argument("--latency-warmup", type=float, default=5.0, help="seconds before measuring")
+    p.add_argument(
+        "--latency-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE,...",
+        help="a configuration to measure besides the defaults (repeatable): SYNCTEC_* "
+        "settings, producer.<librdkafka key>, consumer.<librdkafka key>, consume=eager",
+    )
+    p.add_argument(
+        "--latency-sweep", action="store_true", help="also one knob at a time (latency.SWEEP)"
     )
     p.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated subset")
     p.add_argument("--doc", default="docs/benchmarks.md", help="append results here ('' = don't)")
@@ -202,6 +217,27 @@ def _scenarios(
             "admin",
             admin_memory(bench, args.admin_webhooks, args.admin_attempts, args.admin_dead_letters),
         )
+    if "latency" in only:
+        _latency_runs(bench, args, keep)
+
+
+def _latency_runs(
+    bench: Bench, args: argparse.Namespace, keep: Callable[[str, Result], None]
+) -> None:
+    """The defaults, then each configuration asked for, one pipeline each."""
+    configs = latency.configurations(args.latency_env, args.latency_sweep)
+    for i, config in enumerate(configs):
+        key = "latency" if i == 0 else f"latency_{i}"
+        try:
+            r = latency.measure(
+                bench, config, args.latency_seconds, args.latency_rate, args.latency_warmup
+            )
+        except Exception as exc:  # one configuration failing leaves the others' figures
+            logging.getLogger("bench").exception("latency with %s failed", config.label)
+            print(f"latency, {config.label}: FAILED: {exc}", flush=True)
+            continue
+        keep(key, r)
+        latency.show(r)
 
 
 def _pipeline_runs(
@@ -286,6 +322,7 @@ def _append_doc(
         "",
         *(f"- {line}" for line in lines),
         "",
+        *_latency_doc(results),
         "<details><summary>CPU and memory per process</summary>",
         "",
         report.usage_table(results),
@@ -298,6 +335,13 @@ def _append_doc(
     with doc.open("a") as f:
         f.write("\n".join(text))
     print(f"appended to {doc}, plot {png}")
+
+
+def _latency_doc(results: list[Result]) -> list[str]:
+    measured = [r for r in results if r.name.startswith("latency, ")]
+    if not measured:
+        return []
+    return ["Light-load latency by configuration:", "", latency.table(measured), ""]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -313,6 +357,10 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for line in lines:
         print(line)
+    measured = [r for key, r in keyed.items() if key.startswith("latency")]
+    if measured:
+        print()
+        print(latency.table(measured))
     if args.doc:
         _append_doc(Path(args.doc), args, results, lines)
     print(f"bench took {time.monotonic() - began:.0f} s")
