@@ -15,7 +15,6 @@ from __future__ import annotations
 import itertools
 import logging
 import sys
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,6 +23,7 @@ from confluent_kafka import Message
 from synctec_webhooks.config import Settings
 from synctec_webhooks.errors import SerializationError
 from synctec_webhooks.kafka import TopicFollower
+from synctec_webhooks.recent import RecentByKey
 from synctec_webhooks.serialization import Codec
 from synctec_webhooks.topics import Topics
 
@@ -36,17 +36,9 @@ class AttemptLog:
     def __init__(self, settings: Settings, codec: Codec, on_attempt: OnAttempt) -> None:
         self._codec = codec
         self._on_attempt = on_attempt
-        self._per_webhook = settings.attempts_per_webhook
-        self._budget = settings.attempts_kept
         self.topic = Topics(settings.topic_prefix).attempts
-        self._recent: dict[str, deque[bytes]] = {}  # per webhook, oldest first
+        self._recent = RecentByKey(settings.attempts_per_webhook, settings.attempts_kept)
         self._last: dict[str, bytes] = {}
-        # The webhook of every attempt kept, in the order they came (the whole log's
-        # eviction order), and per webhook how many of its oldest entries here name an
-        # attempt its own ring dropped already.
-        self._order: deque[str] = deque()
-        self._stale: dict[str, int] = {}
-        self.kept = 0  # attempts held in the rings
         self._follower = TopicFollower(
             settings, self.topic, "admin-attempts", self._on_batch, wait=0.2
         )
@@ -71,52 +63,29 @@ class AttemptLog:
                 logger.exception("handling attempt of %s failed", record.get("webhook_id"))
 
     def _keep(self, webhook_id: str, raw: bytes) -> None:
-        ring = self._recent.get(webhook_id)
-        if ring is None:
-            ring = self._recent[webhook_id] = deque()
-        ring.append(raw)
+        self._recent.keep(webhook_id, raw)
         self._last[webhook_id] = raw
-        self._order.append(webhook_id)
-        self.kept += 1
-        if len(ring) > self._per_webhook:
-            ring.popleft()
-            self.kept -= 1
-            self._stale[webhook_id] = self._stale.get(webhook_id, 0) + 1
-        while len(self._order) > self._budget:
-            self._evict_oldest()
 
-    def _evict_oldest(self) -> None:
-        webhook_id = self._order.popleft()
-        stale = self._stale.get(webhook_id, 0)
-        if stale > 1:
-            self._stale[webhook_id] = stale - 1
-        elif stale == 1:
-            del self._stale[webhook_id]
-        else:
-            ring = self._recent[webhook_id]
-            ring.popleft()
-            self.kept -= 1
-            if not ring:
-                del self._recent[webhook_id]
+    @property
+    def kept(self) -> int:
+        """Attempts held in the per-webhook rings (last attempts aside)."""
+        return self._recent.kept
 
     def _decode(self, raw: bytes) -> dict[str, Any]:
         return self._codec.decode(self.topic, raw)[1]
 
     def recent(self, webhook_id: str, limit: int | None = None) -> list[dict[str, Any]]:
         """The newest attempts first."""
-        ring = self._recent.get(webhook_id, deque())
-        return [self._decode(raw) for raw in itertools.islice(reversed(ring), limit)]
+        newest = self._recent.newest(webhook_id)
+        return [self._decode(raw) for raw in itertools.islice(newest, limit)]
 
     def last(self, webhook_id: str) -> dict[str, Any] | None:
         raw = self._last.get(webhook_id)
         return self._decode(raw) if raw is not None else None
 
     def forget(self, webhook_id: str) -> None:
-        ring = self._recent.pop(webhook_id, None)
+        self._recent.forget(webhook_id)
         self._last.pop(webhook_id, None)
-        if ring:  # their entries in the eviction order now name nothing
-            self.kept -= len(ring)
-            self._stale[webhook_id] = self._stale.get(webhook_id, 0) + len(ring)
 
     async def stop(self) -> None:
         await self._follower.stop()

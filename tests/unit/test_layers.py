@@ -41,6 +41,7 @@ PURE = (
     "matching",
     "offsets",
     "portal_links",
+    "recent",
     "retry_policy",
     "signing",
     "topics",
